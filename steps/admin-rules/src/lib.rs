@@ -1,0 +1,1 @@
+//! admin-rules step (being written).

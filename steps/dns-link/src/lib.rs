@@ -1,0 +1,1 @@
+//! dns-link step (being written).

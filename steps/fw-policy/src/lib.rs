@@ -1,0 +1,1 @@
+//! fw-policy step (being written).

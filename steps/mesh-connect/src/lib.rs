@@ -1,0 +1,1 @@
+//! mesh-connect step (being written).

@@ -1,0 +1,21 @@
+//! netstep core library.
+//!
+//! Every step binary (`tag-groups`, `mesh-connect`, `admin-rules`, `fw-policy`, `dns-link`,
+//! `verify`) is a thin `main` over this crate:
+//!
+//! - [`intent`]: the intent file model, its YAML loader with line/column, validation, canonical
+//!   form and digests, and the JSON Schema.
+//! - [`arm`]: the Azure Resource Manager client (auth, retry, throttle, LRO, paging, traffic
+//!   recording).
+//! - [`state`]: the state store (Azure Blob or a local folder): run snapshots, step records,
+//!   the network lease.
+//! - [`step`]: the contract every step binary shares (flags, logging, exit codes, outputs).
+//! - [`error`]: the error type and its mapping to exit codes.
+
+pub mod arm;
+pub mod error;
+pub mod intent;
+pub mod state;
+pub mod step;
+
+pub use error::{Error, ExitStatus};

@@ -1,0 +1,1 @@
+//! tag-groups step (being written).
