@@ -9,12 +9,16 @@
 //!   recording).
 //! - [`state`]: the state store (Azure Blob or a local folder): run snapshots, step records,
 //!   the network lease.
+//! - [`plan`]: semantic diff of desired ARM bodies against actual ones, and the rendered plan.
+//! - [`resources`]: ARM ids, types and the desired request bodies of every managed resource.
 //! - [`step`]: the contract every step binary shares (flags, logging, exit codes, outputs).
 //! - [`error`]: the error type and its mapping to exit codes.
 
 pub mod arm;
 pub mod error;
 pub mod intent;
+pub mod plan;
+pub mod resources;
 pub mod state;
 pub mod step;
 
