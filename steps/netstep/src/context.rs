@@ -1,0 +1,194 @@
+//! The run context every step builds first: validated flags, the run's intent (from the state
+//! snapshot, so every step of a run and every resubmission sees the same revision), the state
+//! store, the ARM client, and the record written last.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::arm::{ArmClient, Credential};
+use crate::error::{Error, ExitStatus, Result};
+use crate::intent::{self, Intent};
+use crate::plan::Plan;
+use crate::state::{LockGuard, SnapshotOutcome, StateStore, StepRecord};
+use crate::step::{CommonArgs, Mode, Outcome};
+
+/// Everything a step needs to run.
+pub struct StepContext {
+    /// The step's name (`tag-groups`, ...).
+    pub step: &'static str,
+    /// The shared flags.
+    pub args: CommonArgs,
+    /// The run key (`local` when running without a state store).
+    pub run_key: String,
+    /// The run's intent.
+    pub intent: Intent,
+    /// `sha256:<hex>` of the intent's canonical form.
+    pub intent_digest: String,
+    /// The state store, when `--state` is given.
+    pub store: Option<StateStore>,
+    /// The ARM client.
+    pub arm: ArmClient,
+    /// When the step started.
+    pub started_at: OffsetDateTime,
+}
+
+/// How long a step waits for the network lease held by another pipeline before giving up (75).
+pub const LOCK_WAIT: Duration = Duration::from_secs(600);
+/// The lease duration; it is renewed while the step works.
+pub const LOCK_TTL: Duration = Duration::from_secs(60);
+
+impl StepContext {
+    /// Validates the flags, opens the state store, loads the run's intent and builds the ARM
+    /// client. Nothing is written to Azure; the only state write is the run's intent snapshot
+    /// (created once per run key, never overwritten).
+    pub async fn init(step: &'static str, args: CommonArgs) -> Result<Self> {
+        let started_at = OffsetDateTime::now_utc();
+        if args.intent.is_none() && args.state.is_none() {
+            return Err(Error::Usage(
+                "give --intent PATH, or --state URL and --run-key KEY to use the run's snapshot".into(),
+            ));
+        }
+        if args.state.is_some() && args.run_key.is_none() {
+            return Err(Error::Usage("--state needs --run-key (git SHA + pipeline)".into()));
+        }
+        // Validate the intent file before touching the state store: bad input writes nothing.
+        let from_file = match &args.intent {
+            Some(p) => Some(intent::load_file(p)?),
+            None => None,
+        };
+        let store = match &args.state {
+            Some(url) => Some(StateStore::open(url, state_credential(url)?).await?),
+            None => None,
+        };
+        let run_key = args.run_key.clone().unwrap_or_else(|| "local".into());
+        let intent = match (&store, from_file) {
+            (Some(store), Some(file_intent)) => {
+                match store.put_snapshot(&run_key, file_intent.canonical_json().as_bytes()).await? {
+                    SnapshotOutcome::Created => {
+                        info!(run_key, digest = %file_intent.digest(), "intent snapshot created for the run");
+                        file_intent
+                    }
+                    SnapshotOutcome::AlreadyPresent { bytes } => {
+                        let snap = Intent::from_snapshot_json(&snapshot_name(&run_key), &bytes)?;
+                        if snap.digest() != file_intent.digest() {
+                            warn!(run_key, snapshot = %snap.digest(), file = %file_intent.digest(),
+                                "the intent file changed since this run started; using the run's snapshot");
+                        }
+                        snap
+                    }
+                }
+            }
+            (Some(store), None) => match store.get_snapshot(&run_key).await? {
+                Some(bytes) => Intent::from_snapshot_json(&snapshot_name(&run_key), &bytes)?,
+                None => {
+                    return Err(Error::Usage(format!(
+                        "run {run_key} has no intent snapshot in the state store; run the snapshot step first or pass --intent"
+                    )));
+                }
+            },
+            (None, Some(file_intent)) => file_intent,
+            (None, None) => unreachable!("checked above"),
+        };
+        let intent_digest = intent.digest();
+        let arm = build_arm_client(&args)?;
+        info!(step, run_key, mode = %args.mode, digest = %intent_digest, "step starting");
+        Ok(StepContext {
+            step,
+            args,
+            run_key,
+            intent,
+            intent_digest,
+            store,
+            arm,
+            started_at,
+        })
+    }
+
+    /// Whether this run may write to Azure.
+    pub fn apply(&self) -> bool {
+        self.args.mode == Mode::Apply
+    }
+
+    /// Takes the network's lease (apply mode with a state store) so that two pipelines never
+    /// mutate one network at once. `None` when there is nothing to serialize.
+    pub async fn lock(&self) -> Result<Option<LockGuard>> {
+        let (Some(store), true) = (&self.store, self.apply()) else {
+            return Ok(None);
+        };
+        let name = self.intent.network_manager_id().replace('/', "_");
+        let holder = format!("{} run {} pid {}", self.step, self.run_key, std::process::id());
+        Ok(Some(store.acquire_lock(&name, &holder, LOCK_TTL, LOCK_WAIT).await?))
+    }
+
+    /// Writes the step record (last, after the Azure work) and the Argo outputs.
+    pub async fn finish(
+        self,
+        plan: &Plan,
+        mut outputs: BTreeMap<String, String>,
+        status: ExitStatus,
+        extra: serde_json::Value,
+    ) -> Result<Outcome> {
+        let (c, u, d) = plan.counts();
+        outputs.insert("changes".into(), (c + u + d).to_string());
+        let record = StepRecord {
+            step: self.step.to_string(),
+            run_key: self.run_key.clone(),
+            intent_digest: self.intent_digest.clone(),
+            mode: self.args.mode.to_string(),
+            started_at: self.started_at,
+            ended_at: OffsetDateTime::now_utc(),
+            status: match status {
+                ExitStatus::Converged => "converged",
+                ExitStatus::Drift => "drift",
+                _ => "failed",
+            }
+            .into(),
+            changes: plan.changes.clone(),
+            outputs: outputs.clone(),
+            counters: serde_json::to_value(self.arm.counters()).unwrap_or_default(),
+            extra,
+        };
+        if let Some(store) = &self.store {
+            store.put_record(&record).await?;
+            outputs.insert("record".into(), format!("runs/{}/{}.json", self.run_key, self.step));
+        }
+        if let Some(dir) = &self.args.outputs_dir {
+            crate::step::write_outputs(dir, &outputs)?;
+        }
+        info!(step = self.step, changes = c + u + d, counters = %record.counters, "step finished");
+        Ok(Outcome { status })
+    }
+}
+
+fn snapshot_name(run_key: &str) -> String {
+    format!("runs/{run_key}/intent.json")
+}
+
+/// A credential for https blob URLs without a SAS; SAS and http (Azurite) URLs need none.
+fn state_credential(
+    url: &str,
+) -> Result<Option<Arc<dyn azure_core::credentials::TokenCredential>>> {
+    if !url.starts_with("https://") || url.contains("sig=") {
+        return Ok(None);
+    }
+    match crate::arm::azure_credential_from_env() {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => Err(Error::Usage(format!("no Azure credential for the state store: {e}"))),
+    }
+}
+
+fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
+    let endpoint = url::Url::parse(&args.arm_endpoint)
+        .map_err(|e| Error::Usage(format!("--arm-endpoint {}: {e}", args.arm_endpoint)))?;
+    let credential = Credential::from_env()?;
+    let mut b = ArmClient::builder(endpoint).credential(credential);
+    if let Some(dir) = &args.record_traffic {
+        b = b.record_traffic(Path::new(dir));
+    }
+    Ok(b.build()?)
+}
