@@ -216,8 +216,8 @@ fn step_crates(root: &Path) -> BTreeSet<String> {
     crates
 }
 
-/// `#[arg(long ...)]` fields of a Rust source, as kebab-case flag names. `only_struct` limits
-/// the scan to one struct's body.
+/// `#[arg(long ...)]` fields of a Rust source, as flag names: the field name in kebab case, or
+/// the explicit `long = "name"`. `only_struct` limits the scan to one struct's body.
 fn long_flags_in(source: &str, only_struct: Option<&str>) -> BTreeSet<String> {
     let body = match only_struct {
         Some(name) => {
@@ -230,19 +230,55 @@ fn long_flags_in(source: &str, only_struct: Option<&str>) -> BTreeSet<String> {
         None => source,
     };
     let mut flags = BTreeSet::new();
-    let mut pending_long = false;
+    // Some(None): a `long` arg attribute was seen; Some(Some(name)): with an explicit name.
+    let mut pending: Option<Option<String>> = None;
     for line in body.lines().map(str::trim) {
-        if line.starts_with("#[arg(") && line.contains("long") {
-            pending_long = true;
-        } else if pending_long && line.starts_with("pub ") && line.contains(':') {
-            let field = line["pub ".len()..].split(':').next().unwrap().trim();
-            flags.insert(field.replace('_', "-"));
-            pending_long = false;
-        } else if !line.starts_with("#[") && !line.starts_with("///") && !line.is_empty() {
-            pending_long = false;
+        if line.starts_with("#[arg(") {
+            let explicit = line
+                .split_once("long = \"")
+                .and_then(|(_, r)| r.split_once('"'));
+            if let Some((name, _)) = explicit {
+                pending = Some(Some(name.to_string()));
+            } else if line.contains("long") {
+                pending = Some(None);
+            }
+        } else if line.starts_with("#[") || line.starts_with("//") || line.is_empty() {
+            // Other attributes and doc comments between the arg attribute and its field.
+        } else if let Some(explicit) = pending.take() {
+            let decl = line
+                .strip_prefix("pub(crate) ")
+                .or_else(|| line.strip_prefix("pub "))
+                .unwrap_or(line);
+            if let Some((field, _)) = decl.split_once(':') {
+                let field = field.trim();
+                if !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    flags.insert(explicit.unwrap_or_else(|| field.replace('_', "-")));
+                }
+            }
         }
     }
     flags
+}
+
+#[test]
+fn flag_scanner_reads_clap_fields() {
+    let src = r#"
+struct A {
+    /// Doc.
+    #[arg(long, env = "X")]
+    pub run_key: Option<String>,
+    #[arg(long = "only", value_enum)]
+    area: Area,
+    #[arg(short)]
+    verbose: bool,
+    #[arg(long)]
+    #[arg(default_value_t = false)]
+    snapshot_only: bool,
+}
+"#;
+    let flags: Vec<String> = long_flags_in(src, None).into_iter().collect();
+    assert_eq!(flags, ["only", "run-key", "snapshot-only"]);
 }
 
 /// Flags every step binary accepts: the `CommonArgs` of the step contract.
@@ -450,8 +486,13 @@ fn check_step_template(doc: &Value, contract: &Contract) -> Vec<String> {
         "/metadata/annotations/workflows.argoproj.io~1description",
     )
     .unwrap_or("");
-    if desc.trim().is_empty() || !desc.trim_end().ends_with('.') {
-        err("workflows.argoproj.io/description must be a sentence ending with a period".into());
+    let desc = desc.trim();
+    let one_sentence = !desc
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'.' && w[1] == b' ' && w[2].is_ascii_uppercase());
+    if desc.is_empty() || !desc.ends_with('.') || !one_sentence {
+        err("workflows.argoproj.io/description must be one sentence ending with a period".into());
     }
     if !s(
         doc,
