@@ -1598,6 +1598,13 @@ fn the_template_check_catches_each_violation() {
             }),
         ),
         (
+            "one sentence",
+            Box::new(|d| {
+                d["metadata"]["annotations"]["workflows.argoproj.io/description"] =
+                    "Links zones. Also records.".into()
+            }),
+        ),
+        (
             "serviceAccountName",
             Box::new(|d| {
                 d["spec"]["templates"][0]["serviceAccountName"] = "netstep-firewall-writer".into()
