@@ -836,3 +836,87 @@ async fn counters_serialize_for_the_step_record() {
     );
     mock.finish();
 }
+
+#[tokio::test(start_paused = true)]
+async fn put_202_location_then_get_and_delete_202_polls_until_404() {
+    let mock = MockArm::start();
+    let zone = "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718/resourceGroups/rg-globojava-connectivity/providers/Microsoft.Network/privateDnsZones/globojava.com";
+    let dns = "api-version=2024-06-01";
+    let loc = "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718/resourceGroups/rg-globojava-connectivity/providers/Microsoft.Network/privateDnsOperationResults/r1";
+    mock.on("PUT", &format!("{zone}?{dns}")).reply(
+        202,
+        &[
+            ("Location", &format!("{{base}}{loc}?{dns}")),
+            ("Retry-After", "3"),
+        ],
+        Value::Null,
+    );
+    mock.on("GET", &format!("{loc}?{dns}"))
+        .reply(200, &[], Value::Null);
+    mock.on("GET", &format!("{zone}?{dns}")).reply(
+        200,
+        &[],
+        json!({"name": "globojava.com", "properties": {"provisioningState": "Succeeded"}}),
+    );
+    // A 202 with neither header: poll the resource until it is gone.
+    mock.on("DELETE", &format!("{zone}?{dns}"))
+        .reply(202, &[], Value::Null);
+    mock.on("GET", &format!("{zone}?{dns}")).reply(
+        200,
+        &[],
+        json!({"properties": {"provisioningState": "Deleting"}}),
+    );
+    mock.on("GET", &format!("{zone}?{dns}")).reply(
+        404,
+        &[],
+        json!({"error": {"code": "ResourceNotFound", "message": "gone"}}),
+    );
+    let c = client(&mock);
+    let start = Instant::now();
+    let v = c.put(zone, &json!({"location": "global"})).await.unwrap();
+    assert_eq!(v["name"], "globojava.com");
+    assert_eq!(start.elapsed(), secs(3.0));
+    c.delete(zone).await.unwrap();
+    assert_eq!(start.elapsed(), secs(13.0));
+    let n = c.counters();
+    assert_eq!((n.writes, n.deletes, n.reads, n.polls), (1, 1, 1, 3));
+    mock.finish();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_answering_200_returns_its_body_without_polling() {
+    let mock = MockArm::start();
+    let action = format!("{NM}/commit");
+    mock.on("POST", &format!("{action}?{NET}")).reply(
+        200,
+        &[("Azure-AsyncOperation", "{base}/op")],
+        json!({"commitType": "Connectivity"}),
+    );
+    let c = client(&mock);
+    assert_eq!(
+        c.post(&action, &json!({})).await.unwrap(),
+        Some(json!({"commitType": "Connectivity"}))
+    );
+    assert_eq!(c.counters().polls, 0);
+    mock.finish();
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_json_is_an_invalid_response() {
+    let mock = MockArm::start();
+    mock.on("GET", &format!("{}?{NET}", ng())).reply_raw(
+        200,
+        &[("content-type", "application/json")],
+        "{\"value\": [",
+    );
+    mock.on("GET", &format!("{}?{NET}", ng()))
+        .reply(200, &[], json!("a string, not a page"));
+    let c = client(&mock);
+    let e = c.get(&ng()).await.unwrap_err();
+    assert_eq!(e.kind(), ArmErrorKind::InvalidResponse);
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("not JSON"), "{e}");
+    let e = c.list(&ng()).await.unwrap_err();
+    assert_eq!(e.kind(), ArmErrorKind::InvalidResponse);
+    mock.finish();
+}

@@ -708,6 +708,14 @@ impl ArmClient {
     }
 
     fn page_values(method: &str, resource: &str, page: &Value) -> Result<Vec<Value>, ArmError> {
+        if !(page.is_object() || page.is_null()) {
+            return Err(ArmError::new(
+                ArmErrorKind::InvalidResponse,
+                method,
+                resource,
+                "list response is not a JSON object",
+            ));
+        }
         match page.get("value") {
             Some(Value::Array(v)) => Ok(v.clone()),
             None | Some(Value::Null) => Ok(Vec::new()),
@@ -1067,7 +1075,12 @@ impl ArmClient {
             polls: 0,
             last_progress: now,
         };
-        if let (Some(aao), true) = (aao, (200..=202).contains(&status)) {
+        // A POST that answers 200 is done (its body is the result), whatever its headers.
+        let pending = match kind {
+            LroKind::Post => (201..=202).contains(&status),
+            _ => (200..=202).contains(&status),
+        };
+        if let (Some(aao), true) = (aao, pending) {
             let url = self.rebase(&aao, m, resource)?;
             self.wait_async_operation(&mut w, url, &first).await?;
             return match kind {

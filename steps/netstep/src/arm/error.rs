@@ -96,7 +96,11 @@ struct Inner {
 impl fmt::Display for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self;
-        write!(f, "{} {}: ", e.method, e.resource)?;
+        if e.resource.is_empty() {
+            write!(f, "{}: ", e.method)?;
+        } else {
+            write!(f, "{} {}: ", e.method, e.resource)?;
+        }
         if let Some(s) = e.status {
             write!(f, "{s} ")?;
         }
@@ -367,6 +371,8 @@ mod tests {
         assert_eq!(e.kind(), ArmErrorKind::BadRequest);
         assert_eq!(e.op(), "networkGroups");
         assert!(!e.is_transient());
+        let c = ArmError::new(ArmErrorKind::Config, "credential", "", "no token");
+        assert_eq!(c.to_string(), "credential: no token");
     }
 
     #[test]

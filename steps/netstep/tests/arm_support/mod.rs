@@ -113,6 +113,19 @@ impl On<'_> {
         })
     }
 
+    /// Responds with a raw (possibly non-JSON) body.
+    pub fn reply_raw(self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.push(Reply::Respond {
+            status,
+            headers,
+            body: body.to_string(),
+        })
+    }
+
     /// Closes the connection after reading the request.
     pub fn drop_connection(self) {
         self.push(Reply::Drop)
