@@ -49,12 +49,14 @@ impl Credential {
     ///    never tried otherwise: off Azure its token call retries for ~80 s before failing;
     /// 5. otherwise the Azure CLI.
     pub fn from_env() -> Result<Credential, ArmError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// [`Credential::from_env`] over any variable lookup (testable without touching the
     /// process environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Credential, ArmError> {
+        // Unset, empty and blank variables are all "not set".
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let err = |kind: ArmErrorKind, msg: String| ArmError::new(kind, "credential", "", msg);
         if let Some(t) = get("NETSTEP_ARM_TOKEN") {
             return Ok(Credential::static_token(t.trim()));
@@ -201,6 +203,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ArmErrorKind::Config);
         assert!(e.to_string().contains("NETSTEP_ARM_TOKEN_FILE"), "{e}");
+    }
+
+    #[test]
+    fn blank_variables_count_as_unset() {
+        let c = Credential::from_lookup(lookup(&[
+            ("NETSTEP_ARM_TOKEN", "  "),
+            ("NETSTEP_ARM_TOKEN_FILE", ""),
+        ]))
+        .unwrap();
+        assert!(matches!(c, Credential::Azure(_)), "{c:?}");
     }
 
     #[test]

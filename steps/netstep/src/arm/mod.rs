@@ -15,17 +15,22 @@
 //!
 //! # Retry semantics of POST
 //!
-//! PUT, GET, PATCH-free reads and DELETE are idempotent in ARM and are retried on every
-//! retryable outcome, including a connection that broke after the request was sent. A POST
-//! action (`commit`) is different: if its response is lost, the action may have been applied.
-//! So by default a POST is retried only when ARM provably did not act on it: the connection
-//! was never established, ARM answered 429 (throttled before dispatch), or the resource
-//! provider answered 409 with a retryable code (`AnotherOperationInProgress`: rejected). A
-//! 5xx or a lost response on a POST is returned as a transient error (exit 75): the step is
-//! rerun, re-reads the deployment status and decides again. POST `list*` actions
-//! ([`ArmClient::post_list`]) only read and are retried like GETs; callers whose action is
-//! idempotent (a goal-state commit they re-verify) can opt in with
-//! [`PostOptions::idempotent`].
+//! PUT, PATCH, GET and DELETE are idempotent in ARM (they carry the full desired state or
+//! address one resource), so they are retried on every retryable outcome, including a
+//! connection that broke after the request was sent. A POST action (`commit`) is different:
+//! if its response is lost, the action may have been applied. So by default a POST is
+//! retried only when ARM provably did not act on it: the connection was never established,
+//! ARM answered 429 (throttled before dispatch), or the resource provider answered 409 with
+//! a retryable code (`AnotherOperationInProgress`: rejected). A 5xx or a lost response on a
+//! POST is returned as a transient error (exit 75): the step is rerun, re-reads the
+//! deployment status and decides again. POST `list*` actions ([`ArmClient::post_list`]) only
+//! read and are retried like GETs; callers whose action is idempotent (a goal-state commit
+//! they re-verify) can opt in with [`PostOptions::idempotent`].
+//!
+//! # Counters and throttling scope
+//!
+//! One client (and its clones) holds one set of token buckets and [`Counters`]; build one
+//! client per run and clone it, so the buckets really are per principal.
 
 pub mod api_version;
 mod client;
