@@ -211,3 +211,54 @@ fn sovereign_endpoints_get_their_own_scope() {
     assert_eq!(c.scope(), "https://management.usgovcloudapi.net/.default");
     assert_eq!(c.endpoint(), "https://management.usgovcloudapi.net");
 }
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_token_in_trace_logs_or_errors() {
+    let buf = Buf::default();
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockArm::start();
+    let ng = format!("{NM}/networkGroups/global-hubs");
+    mock.on("GET", &format!("{ng}?{NET}"))
+        .reply(429, &[("Retry-After", "1")], Value::Null);
+    mock.on("GET", &format!("{ng}?{NET}")).reply(
+        401,
+        &[],
+        json!({"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}),
+    );
+    let c = ArmClient::builder()
+        .endpoint(mock.base())
+        .credential(Credential::static_token(TOKEN))
+        .http_client(http())
+        .throttle(ThrottleConfig::disabled())
+        .build()
+        .unwrap();
+    tracing::info!(client = ?c, "built");
+    let e = c.get(&ng).await.unwrap_err();
+    tracing::error!(error = %e, debug = ?e, "failed");
+    assert_eq!(e.kind(), netstep::arm::ArmErrorKind::Auth);
+    assert!(!format!("{e} {e:?}").contains(TOKEN));
+    mock.finish();
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("retrying ARM request"), "{logs}");
+    assert!(logs.contains("InvalidAuthenticationToken"), "{logs}");
+    assert!(!logs.contains(TOKEN), "token leaked into the logs:\n{logs}");
+}
