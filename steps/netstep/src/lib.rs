@@ -7,6 +7,7 @@
 //!   form and digests, and the JSON Schema.
 //! - [`arm`]: the Azure Resource Manager client (auth, retry, throttle, LRO, paging, traffic
 //!   recording).
+//! - [`avnm`]: AVNM commits as per-region goal states, and the deployment wait.
 //! - [`state`]: the state store (Azure Blob or a local folder): run snapshots, step records,
 //!   the network lease.
 //! - [`plan`]: semantic diff of desired ARM bodies against actual ones, and the rendered plan.
@@ -15,6 +16,7 @@
 //! - [`error`]: the error type and its mapping to exit codes.
 
 pub mod arm;
+pub mod avnm;
 pub mod error;
 pub mod intent;
 pub mod plan;
