@@ -1,0 +1,1827 @@
+//! Executing a pipeline locally.
+//!
+//! * **Containers are processes.** The binary is the basename of `container.command[0]`
+//!   (`/usr/local/bin/tag-groups` -> `tag-groups`), or of the image name without registry
+//!   and tag when there is no command, looked up in the bin dir. `command[1..]` + `args`
+//!   are passed as argv (no shell); container `env` is added to the inherited environment.
+//! * **Path mapping.** A pod's writable `/tmp` (our steps mount an emptyDir there) becomes
+//!   `<workdir>/<node>/tmp`, recreated empty for every attempt like a new pod. Container
+//!   paths written *in the template* are rewritten: an argv element, env value,
+//!   `workingDir`, `outputs.parameters[].valueFrom.path` or input default that is `/tmp`
+//!   or starts with `/tmp/` — or an argv element `--flag=/tmp/...`. The rewrite happens
+//!   before `{{...}}` substitution, so values supplied by the user (`-p dir=/tmp/x`) or by
+//!   callers are host paths and stay untouched. `TMPDIR` points at the local dir too.
+//! * **DAGs** run tasks as soon as their `dependencies`/`depends` allow, concurrently;
+//!   `steps` run group by group, each group's steps concurrently.
+//! * **Retries** follow Argo's `processNodeRetries`: backoff (duration x factor^n, cap,
+//!   maxDuration from the first attempt's start), retryPolicy, limit, then expression.
+//! * **Deadlines**: `activeDeadlineSeconds` per attempt (SIGKILL to the child's PID), the
+//!   workflow's `spec.activeDeadlineSeconds` for the whole run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Semaphore;
+
+use crate::diag::{Diagnostic, Error};
+use crate::duration::{human, parse_duration};
+use crate::expr::{self, Expr, Val, split_depends_atom};
+use crate::lint::{self, reachable, task_deps, template_tasks};
+use crate::model::{self, Body, Catalog, Container, Dag, Task, Template, TemplateId};
+use crate::process::{self, Attempt, Spawn};
+use crate::report::{NodeReport, Phase, Progress, RunReport};
+use crate::sim::{SIM_TOKEN, Simulator};
+use crate::subst;
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// A pipeline file (its single pipeline is run) or a WorkflowTemplate name.
+    pub pipeline: String,
+    /// Default: `templates` next to the workflows dir.
+    pub templates_dir: Option<PathBuf>,
+    /// Default: the directory of the pipeline file (else `workflows`).
+    pub workflows_dir: Option<PathBuf>,
+    /// `-p name=value` workflow parameters.
+    pub params: Vec<(String, String)>,
+    pub bin_dir: PathBuf,
+    /// Default: `$TMPDIR/netstep-run/<workflow name>`.
+    pub workdir: Option<PathBuf>,
+    /// Multiplies every backoff delay and maxDuration (tests use e.g. 0.001).
+    pub backoff_scale: f64,
+    /// Start armsim and point the steps at it.
+    pub simulate: bool,
+    pub world: PathBuf,
+    /// Extra env for every step process.
+    pub env: Vec<(String, String)>,
+    /// Suppress progress lines (the summary is returned either way).
+    pub quiet: bool,
+    /// Forward step stdout/stderr to our stderr, prefixed with `[task]`.
+    pub forward_logs: bool,
+}
+
+impl RunConfig {
+    pub fn new(pipeline: impl Into<String>, bin_dir: impl Into<PathBuf>) -> Self {
+        RunConfig {
+            pipeline: pipeline.into(),
+            templates_dir: None,
+            workflows_dir: None,
+            params: Vec::new(),
+            bin_dir: bin_dir.into(),
+            workdir: None,
+            backoff_scale: 1.0,
+            simulate: false,
+            world: PathBuf::from("examples/globojava/world.json"),
+            env: Vec::new(),
+            quiet: false,
+            forward_logs: true,
+        }
+    }
+}
+
+/// A validated pipeline, ready to run.
+#[derive(Debug)]
+pub struct Plan {
+    pub catalog: Catalog,
+    /// The document whose templates run (the WorkflowTemplate for a workflowTemplateRef).
+    pub exec_doc: usize,
+    pub name: String,
+    pub entrypoint: String,
+    pub on_exit: Option<String>,
+    /// Declared workflow parameters with their values (None = must be supplied).
+    pub params: Vec<(String, Option<String>)>,
+    pub active_deadline: Option<Duration>,
+    pub parallelism: Option<usize>,
+    pub mutexes: Vec<String>,
+}
+
+/// Loads the manifests, selects the pipeline, lints everything it reaches and checks the
+/// runner can execute it (template types, binaries). All problems are reported at once.
+pub fn plan(cfg: &RunConfig) -> Result<Plan, Error> {
+    let pipeline_path = Path::new(&cfg.pipeline);
+    let is_file = pipeline_path.is_file();
+    let workflows_dir = cfg.workflows_dir.clone().unwrap_or_else(|| {
+        if is_file {
+            pipeline_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        } else {
+            PathBuf::from("workflows")
+        }
+    });
+    let templates_dir = cfg.templates_dir.clone().unwrap_or_else(|| {
+        workflows_dir
+            .parent()
+            .map_or_else(|| PathBuf::from("templates"), |p| p.join("templates"))
+    });
+    let mut paths = Vec::new();
+    for (dir, explicit) in [
+        (&templates_dir, cfg.templates_dir.is_some()),
+        (&workflows_dir, cfg.workflows_dir.is_some()),
+    ] {
+        if dir.is_dir() {
+            paths.push(dir.clone());
+        } else if explicit {
+            return Err(Error::Usage(format!(
+                "{}: no such directory",
+                dir.display()
+            )));
+        }
+    }
+    if is_file {
+        paths.push(pipeline_path.to_path_buf());
+    } else if !cfg.pipeline.contains('/') && !cfg.pipeline.ends_with(".yaml") {
+        // a WorkflowTemplate name
+    } else {
+        return Err(Error::Usage(format!("{}: no such file", cfg.pipeline)));
+    }
+    let mut diags = Vec::new();
+    // De-duplicate (the pipeline file usually lives in the workflows dir).
+    let mut canon: Vec<PathBuf> = Vec::new();
+    let mut unique = Vec::new();
+    for p in paths {
+        let c = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if !canon.iter().any(|x| c.starts_with(x)) {
+            canon.push(c);
+            unique.push(p);
+        }
+    }
+    let docs = model::load_paths(&unique, &mut diags)?;
+    let catalog = Catalog::new(docs, &mut diags);
+    if !diags.is_empty() {
+        return Err(Error::Invalid(diags));
+    }
+
+    // Select the pipeline document.
+    let runnable =
+        |d: &model::Doc| d.spec.entrypoint.is_some() || d.spec.workflow_template_ref.is_some();
+    let root = if is_file {
+        let want = pipeline_path.canonicalize().ok();
+        let cands: Vec<usize> = (0..catalog.docs.len())
+            .filter(|&i| {
+                let d = catalog.doc(i);
+                d.file.canonicalize().ok() == want && runnable(d)
+            })
+            .collect();
+        match cands.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::Usage(format!(
+                    "{}: no runnable pipeline (a WorkflowTemplate or Workflow with spec.entrypoint)",
+                    cfg.pipeline
+                )));
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|&i| catalog.doc(i).name.as_str()).collect();
+                return Err(Error::Usage(format!(
+                    "{}: several pipelines ({}); pass --pipeline NAME",
+                    cfg.pipeline,
+                    names.join(", ")
+                )));
+            }
+        }
+    } else {
+        catalog
+            .find_doc(&cfg.pipeline, false)
+            .filter(|&i| runnable(catalog.doc(i)))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no pipeline WorkflowTemplate named '{}' in {} or {}",
+                    cfg.pipeline,
+                    templates_dir.display(),
+                    workflows_dir.display()
+                ))
+            })?
+    };
+    let root_doc = catalog.doc(root);
+    let exec_doc = match &root_doc.spec.workflow_template_ref {
+        Some(r) => catalog.find_doc(&r.value, false).ok_or_else(|| {
+            Error::Invalid(vec![Diagnostic::new(
+                &root_doc.file,
+                r.line,
+                format!("{}.workflowTemplateRef.name", root_doc.spec_path),
+                format!("workflowTemplateRef '{}' not found", r.value),
+            )])
+        })?,
+        None => root,
+    };
+    // Lint the pipeline and every document it reaches.
+    let mut lint_docs = vec![root, exec_doc];
+    for id in reachable(&catalog, exec_doc) {
+        if !lint_docs.contains(&id.doc) {
+            lint_docs.push(id.doc);
+        }
+    }
+    let mut diags = lint::lint(&catalog, Some(&lint_docs));
+    diags.extend(check_runnable(&catalog, exec_doc, &cfg.bin_dir));
+    if !diags.is_empty() {
+        diags.sort();
+        diags.dedup();
+        return Err(Error::Invalid(diags));
+    }
+    let ex = catalog.doc(exec_doc);
+    let root_doc = catalog.doc(root);
+    let entrypoint = root_doc
+        .spec
+        .entrypoint
+        .as_ref()
+        .or(ex.spec.entrypoint.as_ref())
+        .map(|s| s.value.clone())
+        .ok_or_else(|| Error::Usage(format!("pipeline '{}' has no entrypoint", ex.name)))?;
+    let on_exit = root_doc
+        .spec
+        .on_exit
+        .as_ref()
+        .or(ex.spec.on_exit.as_ref())
+        .map(|s| s.value.clone());
+    let mut params: Vec<(String, Option<String>)> = ex
+        .spec
+        .arguments
+        .iter()
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
+    if root != exec_doc {
+        for p in &root_doc.spec.arguments {
+            match params.iter_mut().find(|(n, _)| *n == p.name) {
+                Some(slot) => slot.1 = p.value.clone().or(slot.1.take()),
+                None => params.push((p.name.clone(), p.value.clone())),
+            }
+        }
+    }
+    // Entrypoint inputs not declared in spec.arguments are submission parameters too.
+    if let Some(entry) = catalog.find_local(exec_doc, &entrypoint) {
+        for input in &catalog.template(entry).inputs {
+            if !params.iter().any(|(n, _)| *n == input.name) {
+                params.push((
+                    input.name.clone(),
+                    input.value.clone().or(input.default.clone()),
+                ));
+            }
+        }
+    }
+    let num = |s: &Option<model::Spanned>| s.as_ref().and_then(|v| v.value.parse::<u64>().ok());
+    Ok(Plan {
+        name: ex.name.clone(),
+        entrypoint,
+        on_exit,
+        params,
+        active_deadline: num(&root_doc.spec.active_deadline_seconds)
+            .or(num(&ex.spec.active_deadline_seconds))
+            .map(Duration::from_secs),
+        parallelism: num(&root_doc.spec.parallelism)
+            .or(num(&ex.spec.parallelism))
+            .map(|n| n.max(1) as usize),
+        mutexes: ex.spec.mutexes.clone(),
+        exec_doc,
+        catalog,
+    })
+}
+
+/// The binary a container runs: basename of `command[0]`, else of the image name.
+pub fn binary_name(c: &Container) -> Option<String> {
+    let raw = match c.command.first() {
+        Some(cmd) => cmd.rsplit('/').next().unwrap_or(cmd).to_string(),
+        None => {
+            let image = c.image.as_ref()?.value.as_str();
+            let image = image.split('@').next().unwrap_or(image);
+            let last = image.rsplit('/').next().unwrap_or(image);
+            last.split(':').next().unwrap_or(last).to_string()
+        }
+    };
+    (!raw.is_empty()).then_some(raw)
+}
+
+/// Runner-specific checks on everything the pipeline reaches.
+fn check_runnable(cat: &Catalog, exec_doc: usize, bin_dir: &Path) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for id in reachable(cat, exec_doc) {
+        let doc = cat.doc(id.doc);
+        let t = cat.template(id);
+        match &t.body {
+            Body::Unsupported(k) => out.push(Diagnostic::new(
+                &doc.file,
+                t.line,
+                &t.path,
+                format!("template type '{k}' is not supported by netstep-run (container, dag and steps are)"),
+            )),
+            Body::Container(c) => {
+                let from_cmd = !c.command.is_empty();
+                match binary_name(c) {
+                    Some(b) if b.contains("{{") => {}
+                    Some(b) => {
+                        if !bin_dir.join(&b).is_file() {
+                            out.push(Diagnostic::new(
+                                &doc.file,
+                                c.line,
+                                if from_cmd { format!("{}.command[0]", c.path) } else { format!("{}.image", c.path) },
+                                format!(
+                                    "binary '{b}' not found in {} (build it with `cargo build -p {b}`, or pass --bin-dir)",
+                                    bin_dir.display()
+                                ),
+                            ));
+                        }
+                    }
+                    None => out.push(Diagnostic::new(
+                        &doc.file,
+                        c.line,
+                        &c.path,
+                        "cannot tell which binary to run: no command and no image",
+                    )),
+                }
+            }
+            _ => {}
+        }
+        for o in &t.outputs {
+            if let Some(src) = &o.other_source {
+                out.push(Diagnostic::new(
+                    &doc.file,
+                    o.line,
+                    &o.path,
+                    format!("valueFrom.{src} is not supported by netstep-run"),
+                ));
+            }
+        }
+        for task in template_tasks(t) {
+            for (field, line) in &task.unsupported {
+                out.push(Diagnostic::new(
+                    &doc.file,
+                    *line,
+                    &task.path,
+                    format!("'{field}' is not supported by netstep-run"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Resolves the workflow parameters from the plan's defaults and `-p` values.
+fn resolve_params(
+    plan: &Plan,
+    given: &[(String, String)],
+    sim_url: Option<&str>,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut values: Vec<(String, Option<String>)> = plan.params.clone();
+    let mut problems = Vec::new();
+    for (k, v) in given {
+        match values.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = Some(v.clone()),
+            None => problems.push(format!(
+                "unknown parameter '{k}': pipeline '{}' declares {}",
+                plan.name,
+                if values.is_empty() {
+                    "no parameters".to_string()
+                } else {
+                    values
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )),
+        }
+    }
+    if let Some(url) = sim_url
+        && let Some(slot) = values.iter_mut().find(|(n, _)| n == "arm-endpoint")
+    {
+        slot.1 = Some(url.to_string());
+    }
+    let ex = plan.catalog.doc(plan.exec_doc);
+    let mut out = Vec::new();
+    for (name, v) in values {
+        match v {
+            None => problems.push(format!(
+                "workflow parameter '{name}' has no value: pass -p {name}=VALUE"
+            )),
+            Some(v) => {
+                if let Some(p) = ex.spec.arguments.iter().find(|p| p.name == name)
+                    && !p.enum_values.is_empty()
+                    && !p.enum_values.contains(&v)
+                {
+                    problems.push(format!(
+                        "parameter '{name}': value '{v}' is not in enum [{}]",
+                        p.enum_values.join(", ")
+                    ));
+                }
+                out.push((name, v));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Usage(problems.join("\n")))
+    }
+}
+
+/// Plans, then runs the pipeline. `Err` only for invalid input / setup problems (exit 2);
+/// a failed workflow is an `Ok` report with phase Failed.
+pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
+    let plan = plan(&cfg)?;
+    // Validate parameters before starting anything (the simulator fills arm-endpoint).
+    let placeholder = cfg.simulate.then_some("http://127.0.0.1:0");
+    resolve_params(&plan, &cfg.params, placeholder)?;
+    if cfg.simulate && !cfg.world.is_file() {
+        return Err(Error::Usage(format!(
+            "--world {}: no such file",
+            cfg.world.display()
+        )));
+    }
+    let uid = uuid::Uuid::new_v4();
+    let suffix: String = uid.simple().to_string().chars().take(5).collect();
+    let workflow_name = format!("{}-{suffix}", plan.name);
+    let workdir = match &cfg.workdir {
+        Some(w) => w.clone(),
+        None => std::env::temp_dir()
+            .join("netstep-run")
+            .join(&workflow_name),
+    };
+    std::fs::create_dir_all(&workdir).map_err(|source| Error::Io {
+        path: workdir.clone(),
+        source,
+    })?;
+    let workdir = workdir.canonicalize().unwrap_or(workdir);
+    let progress = Progress::new(cfg.quiet);
+    let mut env = cfg.env.clone();
+    let sim = if cfg.simulate {
+        let world = cfg.world.canonicalize().unwrap_or(cfg.world.clone());
+        let s = Simulator::start(
+            &cfg.bin_dir,
+            &world,
+            Some(workdir.join("armsim.log")),
+            Duration::from_secs(30),
+        )
+        .await?;
+        progress.line(format!("armsim started at {} (PID {})", s.url, s.pid));
+        env.push(("NETSTEP_ARM_ENDPOINT".into(), s.url.clone()));
+        env.push(("NETSTEP_ARM_TOKEN".into(), SIM_TOKEN.into()));
+        Some(s)
+    } else {
+        None
+    };
+    let params = match resolve_params(&plan, &cfg.params, sim.as_ref().map(|s| s.url.as_str())) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(s) = sim {
+                s.stop().await;
+            }
+            return Err(e);
+        }
+    };
+    if !plan.mutexes.is_empty() {
+        progress.line(format!(
+            "note: synchronization mutex(es) {} are not enforced by the local runner",
+            plan.mutexes.join(", ")
+        ));
+    }
+    let mut globals = HashMap::new();
+    globals.insert("workflow.name".to_string(), workflow_name.clone());
+    globals.insert("workflow.uid".to_string(), uid.to_string());
+    globals.insert("workflow.namespace".to_string(), "local".to_string());
+    globals.insert("workflow.status".to_string(), "Running".to_string());
+    globals.insert("workflow.failures".to_string(), "[]".to_string());
+    globals.insert(
+        "workflow.mainEntrypoint".to_string(),
+        plan.entrypoint.clone(),
+    );
+    globals.insert(
+        "workflow.creationTimestamp".to_string(),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    globals.insert(
+        "workflow.parameters".to_string(),
+        serde_json::Value::Array(
+            params
+                .iter()
+                .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+                .collect(),
+        )
+        .to_string(),
+    );
+    for (n, v) in &params {
+        globals.insert(format!("workflow.parameters.{n}"), v.clone());
+    }
+    progress.line(format!(
+        "workflow {workflow_name}: pipeline '{}', entrypoint '{}', workdir {}",
+        plan.name,
+        plan.entrypoint,
+        workdir.display()
+    ));
+    let started = Instant::now();
+    let engine = Arc::new(Engine {
+        exec_doc: plan.exec_doc,
+        cat: plan.catalog,
+        bin_dir: cfg.bin_dir.clone(),
+        workdir: workdir.clone(),
+        backoff_scale: cfg.backoff_scale,
+        env,
+        globals: Mutex::new(globals),
+        nodes: Mutex::new(Vec::new()),
+        progress: progress.clone(),
+        forward_logs: cfg.forward_logs,
+        semaphore: plan.parallelism.map(Semaphore::new),
+    });
+    let entry = engine
+        .cat
+        .find_local(engine.exec_doc, &plan.entrypoint)
+        .ok_or_else(|| Error::Usage(format!("entrypoint '{}' undefined", plan.entrypoint)))?;
+    let entry_args: HashMap<String, String> = params.iter().cloned().collect();
+    let main = engine
+        .clone()
+        .exec(entry, entry_args.clone(), String::new());
+    let main_outcome = tokio::select! {
+        o = async {
+            match plan.active_deadline {
+                Some(d) => tokio::time::timeout(d, main).await.map_err(|_| {
+                    format!("workflow activeDeadlineSeconds ({}s) exceeded", d.as_secs())
+                }),
+                None => Ok(main.await),
+            }
+        } => o,
+        _ = tokio::signal::ctrl_c() => Err("interrupted (Ctrl-C)".to_string()),
+    };
+    let (mut phase, mut message) = match main_outcome {
+        Ok(o) => (
+            if o.phase == Phase::Succeeded {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            },
+            o.message,
+        ),
+        Err(m) => {
+            engine.fail_running(&m);
+            progress.line(&m);
+            (Phase::Failed, m)
+        }
+    };
+    if let Some(on_exit) = &plan.on_exit {
+        engine.set_global("workflow.status", phase.as_str());
+        engine.set_global(
+            "workflow.duration",
+            &format!("{:.3}", started.elapsed().as_secs_f64()),
+        );
+        engine.set_global("workflow.failures", &engine.failures_json());
+        if let Some(id) = engine.cat.find_local(engine.exec_doc, on_exit) {
+            progress.line(format!(
+                "running onExit handler '{on_exit}' (workflow.status={})",
+                phase.as_str()
+            ));
+            let out = engine
+                .clone()
+                .exec(id, HashMap::new(), "onExit".into())
+                .await;
+            if out.phase.failed_or_error() {
+                phase = Phase::Failed;
+                if message.is_empty() {
+                    message = format!("onExit handler failed: {}", out.message);
+                }
+            }
+        }
+    }
+    if let Some(s) = sim {
+        s.stop().await;
+        progress.line("armsim stopped");
+    }
+    let nodes = engine
+        .nodes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(RunReport {
+        workflow_name,
+        pipeline: plan.name,
+        phase,
+        message,
+        nodes,
+        duration: started.elapsed(),
+        workdir,
+    })
+}
+
+/// Result of running a template.
+#[derive(Debug, Clone)]
+struct Outcome {
+    phase: Phase,
+    outputs: HashMap<String, String>,
+    exit_code: Option<i32>,
+    result: Option<String>,
+    message: String,
+}
+
+impl Outcome {
+    fn new(phase: Phase, message: impl Into<String>) -> Outcome {
+        Outcome {
+            phase,
+            outputs: HashMap::new(),
+            exit_code: None,
+            result: None,
+            message: message.into(),
+        }
+    }
+}
+
+struct Engine {
+    cat: Catalog,
+    exec_doc: usize,
+    bin_dir: PathBuf,
+    workdir: PathBuf,
+    backoff_scale: f64,
+    env: Vec<(String, String)>,
+    globals: Mutex<HashMap<String, String>>,
+    nodes: Mutex<Vec<NodeReport>>,
+    progress: Progress,
+    forward_logs: bool,
+    semaphore: Option<Semaphore>,
+}
+
+/// Variables visible while substituting inside one template.
+struct Scope<'a> {
+    inputs: &'a HashMap<String, String>,
+    globals: &'a HashMap<String, String>,
+    siblings: Option<(&'static str, &'a HashMap<String, Outcome>)>,
+    retries: Option<u32>,
+}
+
+impl Scope<'_> {
+    fn lookup(&self, tag: &str) -> Option<String> {
+        if let Some(n) = tag.strip_prefix("inputs.parameters.") {
+            return self.inputs.get(n).cloned();
+        }
+        if tag.starts_with("workflow.") {
+            return self.globals.get(tag).cloned();
+        }
+        if tag == "retries" {
+            return self.retries.map(|r| r.to_string());
+        }
+        let (prefix, sib) = self.siblings?;
+        let rest = tag.strip_prefix(prefix)?.strip_prefix('.')?;
+        let (name, field) = rest.split_once('.')?;
+        let o = sib.get(name)?;
+        match field {
+            "status" => Some(o.phase.as_str().to_string()),
+            "exitCode" => Some(o.exit_code.map_or("-1".into(), |c| c.to_string())),
+            "outputs.result" => o.result.clone(),
+            f => o
+                .outputs
+                .get(f.strip_prefix("outputs.parameters.")?)
+                .cloned(),
+        }
+    }
+
+    fn sub(&self, s: &str) -> Result<String, subst::TagError> {
+        subst::substitute(s, &|t| self.lookup(t))
+    }
+}
+
+/// Maps a container path under `/tmp` to the node's local tmp dir (see module docs).
+pub fn map_path(s: &str, local_tmp: &Path) -> String {
+    fn map_one(p: &str, local_tmp: &Path) -> Option<String> {
+        if p == "/tmp" {
+            return Some(local_tmp.display().to_string());
+        }
+        p.strip_prefix("/tmp/")
+            .map(|rest| local_tmp.join(rest).display().to_string())
+    }
+    if let Some(m) = map_one(s, local_tmp) {
+        return m;
+    }
+    if let Some((flag, value)) = s.split_once('=')
+        && flag.starts_with('-')
+        && let Some(m) = map_one(value, local_tmp)
+    {
+        return format!("{flag}={m}");
+    }
+    s.to_string()
+}
+
+/// Parsed retry strategy for one node.
+#[derive(Debug, Clone)]
+pub struct RetryPlan {
+    pub limit: Option<u32>,
+    /// Effective policy (`Always` when only an expression is given, else `OnFailure`).
+    pub policy: String,
+    pub expression: Option<Expr>,
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub duration: Option<Duration>,
+    pub factor: Option<u32>,
+    pub max_duration: Option<Duration>,
+    pub cap: Option<Duration>,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Retry(Duration),
+    Stop(String),
+}
+
+/// Argo's retry decision (workflow/controller/operator.go processNodeRetries), for a node
+/// that has made `attempts` attempts, the last one `last`, the first started `elapsed` ago.
+pub fn decide_retry(
+    plan: &RetryPlan,
+    attempts: u32,
+    last: &Attempt,
+    elapsed: Duration,
+    scale: f64,
+) -> Decision {
+    let scaled = |d: Duration| d.mul_f64(scale);
+    let mut wait = Duration::ZERO;
+    if let Some(b) = &plan.backoff {
+        let max = b.max_duration.map(scaled);
+        if let Some(m) = max
+            && elapsed > m
+        {
+            return Decision::Stop("Max duration limit exceeded".into());
+        }
+        let Some(base) = b.duration else {
+            return Decision::Stop("no base duration specified for retryStrategy.backoff".into());
+        };
+        wait = base;
+        if let Some(f) = b.factor.filter(|f| *f > 0) {
+            wait = base.mul_f64(f64::from(f).powi(attempts.saturating_sub(1) as i32));
+        }
+        if let Some(c) = b.cap
+            && wait > c
+        {
+            wait = c;
+        }
+        wait = scaled(wait);
+        if let Some(m) = max
+            && elapsed + wait > m
+        {
+            return Decision::Stop("Backoff would exceed max duration limit".into());
+        }
+    }
+    let (on_failed, on_error) = match plan.policy.as_str() {
+        "Always" => (true, true),
+        "OnError" => (false, true),
+        // Local processes have no Kubernetes transient errors; only Error phases qualify.
+        "OnTransientError" => (false, true),
+        _ => (true, false),
+    };
+    if (last.phase == Phase::Failed && !on_failed) || (last.phase == Phase::Error && !on_error) {
+        return Decision::Stop(last.message.clone());
+    }
+    if let Some(l) = plan.limit
+        && attempts > l
+    {
+        return Decision::Stop("No more retries left".into());
+    }
+    if let Some(e) = &plan.expression {
+        let code = last.exit_code.map_or("-1".to_string(), |c| c.to_string());
+        let env = |i: &str| -> Option<Val> {
+            Some(Val::Str(match i {
+                "lastRetry.exitCode" => code.clone(),
+                "lastRetry.status" => last.phase.as_str().to_string(),
+                "lastRetry.duration" => format!("{}", last.duration.as_secs()),
+                "lastRetry.message" => last.message.clone(),
+                _ => return None,
+            }))
+        };
+        match e.eval_bool(&env) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Decision::Stop("retryStrategy.expression evaluated to false".into());
+            }
+            Err(err) => return Decision::Stop(format!("retryStrategy.expression: {err}")),
+        }
+    }
+    Decision::Retry(wait)
+}
+
+fn sanitize(display: &str) -> String {
+    display
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Engine {
+    fn globals(&self) -> HashMap<String, String> {
+        self.globals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_global(&self, k: &str, v: &str) {
+        self.globals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.to_string(), v.to_string());
+    }
+
+    fn failures_json(&self) -> String {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        serde_json::Value::Array(
+            nodes
+                .iter()
+                .filter(|n| n.phase.failed_or_error())
+                .map(|n| {
+                    serde_json::json!({
+                        "displayName": n.name,
+                        "message": n.message,
+                        "templateName": n.template,
+                        "phase": n.phase.as_str(),
+                    })
+                })
+                .collect(),
+        )
+        .to_string()
+    }
+
+    fn add_node(&self, n: NodeReport) -> usize {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.push(n);
+        nodes.len() - 1
+    }
+
+    fn update_node(&self, i: usize, f: impl FnOnce(&mut NodeReport)) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = nodes.get_mut(i) {
+            f(n);
+        }
+    }
+
+    fn fail_running(&self, msg: &str) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        for n in nodes.iter_mut().filter(|n| n.phase == Phase::Running) {
+            n.phase = Phase::Failed;
+            n.message = msg.to_string();
+            if let Some(s) = n.started_at {
+                n.duration = s.elapsed();
+            }
+        }
+    }
+
+    fn template_label(&self, id: TemplateId) -> String {
+        format!(
+            "{}/{}",
+            self.cat.doc(id.doc).name,
+            self.cat.template(id).name
+        )
+    }
+
+    /// Records a task that did not run (omitted, skipped, or failed before starting).
+    fn record_not_run(&self, display: &str, template: String, o: &Outcome) {
+        self.progress
+            .line(format!("{display}: {} ({})", o.phase.as_str(), o.message));
+        self.add_node(NodeReport {
+            name: display.to_string(),
+            template,
+            phase: o.phase,
+            attempts: 0,
+            duration: Duration::ZERO,
+            exit_code: None,
+            message: o.message.clone(),
+            started_at: None,
+        });
+    }
+
+    fn exec(
+        self: Arc<Self>,
+        id: TemplateId,
+        args: HashMap<String, String>,
+        display: String,
+    ) -> BoxFuture<'static, Outcome> {
+        Box::pin(async move {
+            let t = self.cat.template(id);
+            let globals = self.globals();
+            // Resolve inputs: argument, else the input's value, else its default.
+            let mut inputs = HashMap::new();
+            let local_tmp = self
+                .workdir
+                .join(sanitize(&display_or(&display, &t.name)))
+                .join("tmp");
+            for p in &t.inputs {
+                // Caller arguments are final values; the template's own value/default is
+                // template text (container paths mapped, tags substituted).
+                if let Some(v) = args.get(&p.name) {
+                    inputs.insert(p.name.clone(), v.clone());
+                    continue;
+                }
+                let raw = p.value.clone().or(p.default.clone()).map(|v| {
+                    if matches!(t.body, Body::Container(_)) {
+                        map_path(&v, &local_tmp)
+                    } else {
+                        v
+                    }
+                });
+                let Some(raw) = raw else {
+                    let o = Outcome::new(
+                        Phase::Error,
+                        format!("inputs.parameters.{} was not supplied", p.name),
+                    );
+                    self.record_not_run(
+                        &display_or(&display, &t.name),
+                        self.template_label(id),
+                        &o,
+                    );
+                    return o;
+                };
+                let empty = HashMap::new();
+                let scope = Scope {
+                    inputs: &empty,
+                    globals: &globals,
+                    siblings: None,
+                    retries: None,
+                };
+                match scope.sub(&raw) {
+                    Ok(v) => {
+                        inputs.insert(p.name.clone(), v);
+                    }
+                    Err(e) => {
+                        let o = Outcome::new(
+                            Phase::Error,
+                            format!("inputs.parameters.{}: {e}", p.name),
+                        );
+                        self.record_not_run(
+                            &display_or(&display, &t.name),
+                            self.template_label(id),
+                            &o,
+                        );
+                        return o;
+                    }
+                }
+            }
+            match &t.body {
+                Body::Container(c) => {
+                    self.exec_container(id, t, c, &inputs, &display_or(&display, &t.name))
+                        .await
+                }
+                Body::Dag(d) => self.exec_dag(id, t, d, &inputs, &display).await,
+                Body::Steps(groups) => self.exec_steps(id, t, groups, &inputs, &display).await,
+                Body::Unsupported(k) => {
+                    let o = Outcome::new(
+                        Phase::Error,
+                        format!("template type '{k}' is not supported"),
+                    );
+                    self.record_not_run(
+                        &display_or(&display, &t.name),
+                        self.template_label(id),
+                        &o,
+                    );
+                    o
+                }
+                Body::None => Outcome::new(Phase::Error, "template has no type"),
+            }
+        })
+    }
+
+    fn retry_plan(&self, t: &Template, scope: &Scope) -> Result<Option<RetryPlan>, String> {
+        let Some(r) = &t.retry else { return Ok(None) };
+        let get = |v: &Option<model::Spanned>| -> Result<Option<String>, String> {
+            v.as_ref()
+                .map(|s| scope.sub(&s.value).map_err(|e| e.to_string()))
+                .transpose()
+        };
+        let limit = get(&r.limit)?
+            .map(|l| {
+                l.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("retryStrategy.limit: `{l}` is not an integer"))
+            })
+            .transpose()?;
+        let dur = |v: &Option<model::Spanned>, f: &str| -> Result<Option<Duration>, String> {
+            get(v)?
+                .map(|s| parse_duration(&s).map_err(|e| format!("retryStrategy.backoff.{f}: {e}")))
+                .transpose()
+        };
+        let backoff = if r.duration.is_some()
+            || r.factor.is_some()
+            || r.max_duration.is_some()
+            || r.cap.is_some()
+        {
+            Some(Backoff {
+                duration: dur(&r.duration, "duration")?,
+                factor: get(&r.factor)?
+                    .map(|f| {
+                        f.trim().parse::<u32>().map_err(|_| {
+                            format!("retryStrategy.backoff.factor: `{f}` is not an integer")
+                        })
+                    })
+                    .transpose()?,
+                max_duration: dur(&r.max_duration, "maxDuration")?,
+                cap: dur(&r.cap, "cap")?,
+            })
+        } else {
+            None
+        };
+        let expression = r
+            .expression
+            .as_ref()
+            .map(|e| {
+                expr::parse(&e.value, false).map_err(|e| format!("retryStrategy.expression: {e}"))
+            })
+            .transpose()?;
+        let policy = match (&r.policy, &expression) {
+            (Some(p), _) => p.value.clone(),
+            (None, Some(_)) => "Always".to_string(),
+            (None, None) => "OnFailure".to_string(),
+        };
+        Ok(Some(RetryPlan {
+            limit,
+            policy,
+            expression,
+            backoff,
+        }))
+    }
+
+    async fn exec_container(
+        &self,
+        id: TemplateId,
+        t: &Template,
+        c: &Container,
+        inputs: &HashMap<String, String>,
+        display: &str,
+    ) -> Outcome {
+        let label = self.template_label(id);
+        let globals = self.globals();
+        let scope0 = Scope {
+            inputs,
+            globals: &globals,
+            siblings: None,
+            retries: Some(0),
+        };
+        let node_dir = self.workdir.join(sanitize(display));
+        let local_tmp = node_dir.join("tmp");
+        let setup = (|| -> Result<(Option<RetryPlan>, Option<u64>), String> {
+            let plan = self.retry_plan(t, &scope0)?;
+            let deadline = t
+                .active_deadline_seconds
+                .as_ref()
+                .map(|a| {
+                    let v = scope0.sub(&a.value).map_err(|e| e.to_string())?;
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| format!("activeDeadlineSeconds: `{v}` is not an integer"))
+                })
+                .transpose()?;
+            Ok((plan, deadline))
+        })();
+        let (retry, deadline) = match setup {
+            Ok(x) => x,
+            Err(m) => {
+                let o = Outcome::new(Phase::Error, m);
+                self.record_not_run(display, label, &o);
+                return o;
+            }
+        };
+        let max_attempts = retry.as_ref().map_or(Some(1), |r| r.limit.map(|l| l + 1));
+        let attempts_label = |n: u32| match max_attempts {
+            Some(m) => format!("{n}/{m}"),
+            None => format!("{n}/unlimited"),
+        };
+        let node = self.add_node(NodeReport {
+            name: display.to_string(),
+            template: label.clone(),
+            phase: Phase::Running,
+            attempts: 0,
+            duration: Duration::ZERO,
+            exit_code: None,
+            message: String::new(),
+            started_at: Some(Instant::now()),
+        });
+        let first_start = Instant::now();
+        let mut attempts = 0u32;
+        let mut total = Duration::ZERO;
+        let final_outcome = loop {
+            attempts += 1;
+            let scope = Scope {
+                inputs,
+                globals: &globals,
+                siblings: None,
+                retries: Some(attempts - 1),
+            };
+            let spawn = match self.build_spawn(
+                c,
+                &scope,
+                &local_tmp,
+                display,
+                attempts,
+                deadline,
+                retry.as_ref(),
+                first_start,
+            ) {
+                Ok(s) => s,
+                Err(m) => break Outcome::new(Phase::Error, m),
+            };
+            if let Err(e) = std::fs::remove_dir_all(&local_tmp)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .and_then(|_| std::fs::create_dir_all(&local_tmp))
+            {
+                break Outcome::new(
+                    Phase::Error,
+                    format!("cannot prepare {}: {e}", local_tmp.display()),
+                );
+            }
+            let _permit = match &self.semaphore {
+                Some(s) => s.acquire().await.ok(),
+                None => None,
+            };
+            self.progress.line(format!(
+                "{display}: started (attempt {}) {}",
+                attempts_label(attempts),
+                spawn.program.display()
+            ));
+            self.update_node(node, |n| n.attempts = attempts);
+            let mut attempt = process::run_attempt(&spawn).await;
+            drop(_permit);
+            total += attempt.duration;
+            let mut outputs = HashMap::new();
+            if attempt.phase == Phase::Succeeded {
+                match self.read_outputs(t, &scope, &local_tmp) {
+                    Ok(o) => outputs = o,
+                    Err(m) => {
+                        attempt.phase = Phase::Error;
+                        attempt.message = m;
+                    }
+                }
+            }
+            let code = attempt.exit_code.map_or("-".into(), |c| c.to_string());
+            self.progress.line(format!(
+                "{display}: {} in {} (exit {code}){}",
+                attempt.phase.as_str(),
+                human(attempt.duration),
+                if attempt.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", attempt.message)
+                }
+            ));
+            self.update_node(node, |n| n.exit_code = attempt.exit_code);
+            if attempt.phase == Phase::Succeeded {
+                break Outcome {
+                    phase: Phase::Succeeded,
+                    outputs,
+                    exit_code: attempt.exit_code,
+                    result: Some(attempt.stdout),
+                    message: String::new(),
+                };
+            }
+            let decision = match &retry {
+                None => Decision::Stop(attempt.message.clone()),
+                Some(r) => decide_retry(
+                    r,
+                    attempts,
+                    &attempt,
+                    first_start.elapsed(),
+                    self.backoff_scale,
+                ),
+            };
+            match decision {
+                Decision::Retry(wait) => {
+                    self.progress.line(format!(
+                        "{display}: retrying in {} (attempt {} next)",
+                        human(wait),
+                        attempts_label(attempts + 1)
+                    ));
+                    tokio::time::sleep(wait).await;
+                }
+                Decision::Stop(reason) => {
+                    let message = if reason == attempt.message || attempt.message.is_empty() {
+                        reason
+                    } else {
+                        format!("{}; {reason}", attempt.message)
+                    };
+                    break Outcome {
+                        phase: attempt.phase,
+                        outputs,
+                        exit_code: attempt.exit_code,
+                        result: Some(attempt.stdout),
+                        message,
+                    };
+                }
+            }
+        };
+        self.update_node(node, |n| {
+            n.phase = final_outcome.phase;
+            n.message = final_outcome.message.clone();
+            n.duration = total;
+            n.attempts = attempts;
+        });
+        final_outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_spawn(
+        &self,
+        c: &Container,
+        scope: &Scope,
+        local_tmp: &Path,
+        display: &str,
+        attempt: u32,
+        deadline: Option<u64>,
+        retry: Option<&RetryPlan>,
+        first_start: Instant,
+    ) -> Result<Spawn, String> {
+        let sub = |s: &str, what: &str| scope.sub(s).map_err(|e| format!("{what}: {e}"));
+        let mut command = Vec::new();
+        for (i, a) in c.command.iter().enumerate() {
+            let raw = if i == 0 {
+                a.clone()
+            } else {
+                map_path(a, local_tmp)
+            };
+            command.push(sub(&raw, &format!("command[{i}]"))?);
+        }
+        let mut args: Vec<String> = command.iter().skip(1).cloned().collect();
+        for (i, a) in c.args.iter().enumerate() {
+            args.push(sub(&map_path(a, local_tmp), &format!("args[{i}]"))?);
+        }
+        let bin = match command.first() {
+            Some(cmd) => cmd.rsplit('/').next().unwrap_or(cmd).to_string(),
+            None => {
+                let image = sub(c.image.as_ref().map_or("", |i| i.value.as_str()), "image")?;
+                let mut probe = c.clone();
+                probe.image = Some(model::Spanned {
+                    value: image,
+                    line: 0,
+                });
+                binary_name(&probe).ok_or("no command and no image")?
+            }
+        };
+        let program = self.bin_dir.join(&bin);
+        if !program.is_file() {
+            return Err(format!(
+                "binary '{bin}' not found in {}",
+                self.bin_dir.display()
+            ));
+        }
+        let mut env: Vec<(String, String)> = Vec::new();
+        env.push(("TMPDIR".into(), local_tmp.display().to_string()));
+        for e in &c.env {
+            match &e.value {
+                Some(v) => env.push((
+                    e.name.clone(),
+                    sub(&map_path(v, local_tmp), &format!("env {}", e.name))?,
+                )),
+                None => self.progress.line(format!(
+                    "{display}: env {} uses valueFrom, not supported locally: skipped",
+                    e.name
+                )),
+            }
+        }
+        env.extend(self.env.iter().cloned());
+        let cwd = match &c.working_dir {
+            Some(w) => {
+                let m = map_path(w, local_tmp);
+                (m != *w)
+                    .then(|| sub(&m, "workingDir"))
+                    .transpose()?
+                    .map(PathBuf::from)
+            }
+            None => None,
+        };
+        // Per-attempt deadline; a backoff maxDuration also bounds the attempt (Argo's
+        // executionDeadline).
+        let mut limit =
+            deadline.map(|s| (Duration::from_secs(s), format!("activeDeadlineSeconds={s}")));
+        if let Some(m) = retry
+            .and_then(|r| r.backoff.as_ref())
+            .and_then(|b| b.max_duration)
+        {
+            let remaining = m
+                .mul_f64(self.backoff_scale)
+                .saturating_sub(first_start.elapsed());
+            if limit.as_ref().is_none_or(|(d, _)| remaining < *d) {
+                limit = Some((remaining, "retryStrategy.backoff.maxDuration".into()));
+            }
+        }
+        let logs = self.workdir.join(sanitize(display)).join("logs");
+        let _ = std::fs::create_dir_all(&logs);
+        Ok(Spawn {
+            program,
+            args,
+            env,
+            cwd,
+            deadline: limit.as_ref().map(|l| l.0),
+            deadline_reason: limit.map(|l| l.1).unwrap_or_default(),
+            log_prefix: self.forward_logs.then(|| format!("  [{display}]")),
+            log_file: Some(logs.join(format!("attempt-{attempt}.log"))),
+        })
+    }
+
+    fn read_outputs(
+        &self,
+        t: &Template,
+        scope: &Scope,
+        local_tmp: &Path,
+    ) -> Result<HashMap<String, String>, String> {
+        let mut out = HashMap::new();
+        for o in &t.outputs {
+            let default = o
+                .default
+                .as_ref()
+                .map(|d| scope.sub(d).map_err(|e| e.to_string()))
+                .transpose()?;
+            let v = if let Some(p) = &o.from_path {
+                let local = scope
+                    .sub(&map_path(p, local_tmp))
+                    .map_err(|e| e.to_string())?;
+                match std::fs::read_to_string(&local) {
+                    Ok(s) => s.strip_suffix('\n').map(str::to_string).unwrap_or(s),
+                    Err(e) => match default {
+                        Some(d) => d,
+                        None => {
+                            return Err(format!(
+                                "output parameter '{}': cannot read {p} (local {local}): {e}; give it a valueFrom.default",
+                                o.name
+                            ));
+                        }
+                    },
+                }
+            } else if let Some(v) = &o.value {
+                scope.sub(v).map_err(|e| e.to_string())?
+            } else {
+                default.unwrap_or_default()
+            };
+            out.insert(o.name.clone(), v);
+        }
+        Ok(out)
+    }
+
+    fn child_display(parent: &str, task: &str) -> String {
+        if parent.is_empty() {
+            task.to_string()
+        } else {
+            format!("{parent}.{task}")
+        }
+    }
+
+    /// Prepares a task launch: arguments and `when`. Err = not launched (Skipped/Error).
+    fn prepare_task(
+        &self,
+        doc: usize,
+        task: &Task,
+        scope: &Scope,
+    ) -> Result<(TemplateId, HashMap<String, String>), Outcome> {
+        let Some(target) = task.target.as_ref().and_then(|t| self.cat.resolve(doc, t)) else {
+            return Err(Outcome::new(Phase::Error, "template not found"));
+        };
+        let mut args = HashMap::new();
+        for a in &task.arguments {
+            let Some(v) = &a.value else {
+                return Err(Outcome::new(
+                    Phase::Error,
+                    format!("argument '{}' has no value", a.name),
+                ));
+            };
+            match scope.sub(v) {
+                Ok(v) => {
+                    args.insert(a.name.clone(), v);
+                }
+                Err(e) => {
+                    return Err(Outcome::new(
+                        Phase::Error,
+                        format!("argument '{}': {e}", a.name),
+                    ));
+                }
+            }
+        }
+        if let Some(w) = &task.when {
+            let text = scope
+                .sub(&w.value)
+                .map_err(|e| Outcome::new(Phase::Error, format!("when: {e}")))?;
+            let ok = expr::parse(&text, false)
+                .map_err(|e| e.to_string())
+                .and_then(|e| e.eval_bool(&|_| None))
+                .map_err(|e| Outcome::new(Phase::Error, format!("when `{text}`: {e}")))?;
+            if !ok {
+                return Err(Outcome::new(
+                    Phase::Skipped,
+                    format!("when '{text}' evaluated false"),
+                ));
+            }
+        }
+        Ok((target, args))
+    }
+
+    async fn exec_dag(
+        self: &Arc<Self>,
+        id: TemplateId,
+        t: &Template,
+        dag: &Dag,
+        inputs: &HashMap<String, String>,
+        display: &str,
+    ) -> Outcome {
+        let tasks = &dag.tasks;
+        let index: HashMap<&str, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = tasks
+            .iter()
+            .map(|t| {
+                task_deps(t)
+                    .iter()
+                    .filter_map(|d| index.get(d.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let depends: Vec<Option<Expr>> = tasks
+            .iter()
+            .map(|t| {
+                t.depends
+                    .as_ref()
+                    .and_then(|d| expr::parse(&d.value, true).ok())
+            })
+            .collect();
+        // Tasks whose failure some other task explicitly handles (`x.Failed` etc.).
+        let mut handled_by_depends = vec![false; tasks.len()];
+        for e in depends.iter().flatten() {
+            let mut ids = Vec::new();
+            e.idents(&mut ids);
+            for i in ids {
+                if let (name, Some("Failed" | "Errored" | "AllFailed")) = split_depends_atom(&i)
+                    && let Some(&k) = index.get(name)
+                {
+                    handled_by_depends[k] = true;
+                }
+            }
+        }
+        let mut done: Vec<Option<Outcome>> = vec![None; tasks.len()];
+        let mut running = vec![false; tasks.len()];
+        let mut results: HashMap<String, Outcome> = HashMap::new();
+        let mut futs = FuturesUnordered::new();
+        let mut stop: Option<String> = None;
+        loop {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for i in 0..tasks.len() {
+                    if done[i].is_some() || running[i] || deps[i].iter().any(|&d| done[d].is_none())
+                    {
+                        continue;
+                    }
+                    changed = true;
+                    let task = &tasks[i];
+                    let child = Self::child_display(display, &task.name);
+                    let label = task
+                        .target
+                        .as_ref()
+                        .and_then(|x| self.cat.resolve(id.doc, x))
+                        .map(|x| self.template_label(x))
+                        .unwrap_or_default();
+                    let ok = match &depends[i] {
+                        Some(e) => {
+                            let env = |atom: &str| -> Option<Val> {
+                                let (name, res) = split_depends_atom(atom);
+                                let o = done[*index.get(name)?].as_ref()?;
+                                let p = o.phase;
+                                Some(Val::Bool(match res {
+                                    None => matches!(p, Phase::Succeeded | Phase::Skipped),
+                                    Some("Succeeded" | "AnySucceeded") => p == Phase::Succeeded,
+                                    Some("Failed" | "AllFailed") => p == Phase::Failed,
+                                    Some("Errored") => p == Phase::Error,
+                                    Some("Skipped") => p == Phase::Skipped,
+                                    Some("Omitted") => p == Phase::Omitted,
+                                    _ => false,
+                                }))
+                            };
+                            e.eval_bool(&env).unwrap_or(false)
+                        }
+                        None => deps[i].iter().all(|&d| {
+                            let o = done[d].as_ref().map_or(Phase::Omitted, |o| o.phase);
+                            let dt = &tasks[d];
+                            matches!(o, Phase::Succeeded | Phase::Skipped)
+                                || (o == Phase::Failed && dt.continue_on_failed)
+                                || (o == Phase::Error && dt.continue_on_error)
+                        }),
+                    };
+                    if !ok {
+                        let o = Outcome::new(Phase::Omitted, "dependencies not satisfied");
+                        self.record_not_run(&child, label, &o);
+                        done[i] = Some(o);
+                        continue;
+                    }
+                    if let Some(reason) = &stop {
+                        let o = Outcome::new(Phase::Omitted, reason.clone());
+                        self.record_not_run(&child, label, &o);
+                        done[i] = Some(o);
+                        continue;
+                    }
+                    let globals = self.globals();
+                    let scope = Scope {
+                        inputs,
+                        globals: &globals,
+                        siblings: Some(("tasks", &results)),
+                        retries: None,
+                    };
+                    match self.prepare_task(id.doc, task, &scope) {
+                        Ok((target, args)) => {
+                            running[i] = true;
+                            let fut = self.clone().exec(target, args, child);
+                            futs.push(async move { (i, fut.await) });
+                        }
+                        Err(o) => {
+                            self.record_not_run(&child, label, &o);
+                            results.insert(task.name.clone(), o.clone());
+                            done[i] = Some(o);
+                        }
+                    }
+                }
+            }
+            let Some((i, out)) = futs.next().await else {
+                break;
+            };
+            running[i] = false;
+            let task = &tasks[i];
+            let continued = (out.phase == Phase::Failed && task.continue_on_failed)
+                || (out.phase == Phase::Error && task.continue_on_error);
+            if out.phase.failed_or_error()
+                && !continued
+                && dag.fail_fast
+                && !handled_by_depends[i]
+                && stop.is_none()
+            {
+                stop = Some(format!(
+                    "not started: task '{}' failed (failFast)",
+                    task.name
+                ));
+            }
+            results.insert(task.name.clone(), out.clone());
+            done[i] = Some(out);
+        }
+        // A failure fails the DAG unless handled: continueOn, or a dependent task ran.
+        let mut failed = Vec::new();
+        for (i, task) in tasks.iter().enumerate() {
+            let Some(o) = &done[i] else { continue };
+            if !o.phase.failed_or_error() {
+                continue;
+            }
+            let continued = (o.phase == Phase::Failed && task.continue_on_failed)
+                || (o.phase == Phase::Error && task.continue_on_error);
+            let dependent_ran = (0..tasks.len()).any(|j| {
+                deps[j].contains(&i) && done[j].as_ref().is_some_and(|d| d.phase != Phase::Omitted)
+            });
+            if !continued && !dependent_ran {
+                failed.push(task.name.clone());
+            }
+        }
+        self.finish_composite(t, inputs, "tasks", &results, failed)
+    }
+
+    async fn exec_steps(
+        self: &Arc<Self>,
+        id: TemplateId,
+        t: &Template,
+        groups: &[Vec<Task>],
+        inputs: &HashMap<String, String>,
+        display: &str,
+    ) -> Outcome {
+        let mut results: HashMap<String, Outcome> = HashMap::new();
+        let mut failed: Vec<String> = Vec::new();
+        for group in groups {
+            let mut futs = FuturesUnordered::new();
+            for step in group {
+                let child = Self::child_display(display, &step.name);
+                let label = step
+                    .target
+                    .as_ref()
+                    .and_then(|x| self.cat.resolve(id.doc, x))
+                    .map(|x| self.template_label(x))
+                    .unwrap_or_default();
+                if !failed.is_empty() {
+                    let o = Outcome::new(
+                        Phase::Omitted,
+                        format!("not started: step '{}' failed", failed[0]),
+                    );
+                    self.record_not_run(&child, label, &o);
+                    continue;
+                }
+                let globals = self.globals();
+                let scope = Scope {
+                    inputs,
+                    globals: &globals,
+                    siblings: Some(("steps", &results)),
+                    retries: None,
+                };
+                match self.prepare_task(id.doc, step, &scope) {
+                    Ok((target, args)) => {
+                        let fut = self.clone().exec(target, args, child);
+                        let name = step.name.clone();
+                        futs.push(async move { (name, fut.await) });
+                    }
+                    Err(o) => {
+                        self.record_not_run(&child, label, &o);
+                        if o.phase.failed_or_error() {
+                            failed.push(step.name.clone());
+                        }
+                        results.insert(step.name.clone(), o);
+                    }
+                }
+            }
+            let mut group_results = Vec::new();
+            while let Some(r) = futs.next().await {
+                group_results.push(r);
+            }
+            for (name, out) in group_results {
+                let step = group.iter().find(|s| s.name == name);
+                let continued = step.is_some_and(|s| {
+                    (out.phase == Phase::Failed && s.continue_on_failed)
+                        || (out.phase == Phase::Error && s.continue_on_error)
+                });
+                if out.phase.failed_or_error() && !continued {
+                    failed.push(name.clone());
+                }
+                results.insert(name, out);
+            }
+        }
+        self.finish_composite(t, inputs, "steps", &results, failed)
+    }
+
+    fn finish_composite(
+        &self,
+        t: &Template,
+        inputs: &HashMap<String, String>,
+        prefix: &'static str,
+        results: &HashMap<String, Outcome>,
+        failed: Vec<String>,
+    ) -> Outcome {
+        if !failed.is_empty() {
+            let mut o = Outcome::new(Phase::Failed, format!("failed: {}", failed.join(", ")));
+            o.exit_code = None;
+            return o;
+        }
+        let globals = self.globals();
+        let scope = Scope {
+            inputs,
+            globals: &globals,
+            siblings: Some((prefix, results)),
+            retries: None,
+        };
+        let mut outputs = HashMap::new();
+        for o in &t.outputs {
+            let src = o.from_parameter.as_ref().or(o.value.as_ref());
+            let v = match src.map(|s| scope.sub(s)) {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => match &o.default {
+                    Some(d) => d.clone(),
+                    None => {
+                        return Outcome::new(
+                            Phase::Error,
+                            format!("output parameter '{}': {e}", o.name),
+                        );
+                    }
+                },
+                None => o.default.clone().unwrap_or_default(),
+            };
+            outputs.insert(o.name.clone(), v);
+        }
+        Outcome {
+            phase: Phase::Succeeded,
+            outputs,
+            exit_code: None,
+            result: None,
+            message: String::new(),
+        }
+    }
+}
+
+fn display_or(display: &str, name: &str) -> String {
+    if display.is_empty() {
+        name.to_string()
+    } else {
+        display.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(phase: Phase, code: i32) -> Attempt {
+        Attempt {
+            phase,
+            exit_code: Some(code),
+            message: format!("exit code {code}"),
+            stdout: String::new(),
+            duration: Duration::from_millis(10),
+            pid: None,
+        }
+    }
+
+    fn plan(limit: u32, expr_src: Option<&str>, policy: Option<&str>) -> RetryPlan {
+        let expression = expr_src.map(|e| expr::parse(e, false).unwrap());
+        RetryPlan {
+            limit: Some(limit),
+            policy: policy.map(str::to_string).unwrap_or_else(|| {
+                if expression.is_some() {
+                    "Always".into()
+                } else {
+                    "OnFailure".into()
+                }
+            }),
+            expression,
+            backoff: Some(Backoff {
+                duration: Some(Duration::from_secs(30)),
+                factor: Some(2),
+                max_duration: Some(Duration::from_secs(600)),
+                cap: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn retry_decisions_follow_argo() {
+        let p = plan(
+            3,
+            Some("asInt(lastRetry.exitCode) == 75 || lastRetry.status == \"Error\""),
+            None,
+        );
+        let d = decide_retry(&p, 1, &attempt(Phase::Failed, 75), Duration::ZERO, 1.0);
+        assert_eq!(d, Decision::Retry(Duration::from_secs(30)));
+        let d = decide_retry(&p, 3, &attempt(Phase::Failed, 75), Duration::ZERO, 1.0);
+        assert_eq!(d, Decision::Retry(Duration::from_secs(120)));
+        let d = decide_retry(&p, 4, &attempt(Phase::Failed, 75), Duration::ZERO, 1.0);
+        assert_eq!(d, Decision::Stop("No more retries left".into()));
+        let d = decide_retry(&p, 1, &attempt(Phase::Failed, 1), Duration::ZERO, 1.0);
+        assert_eq!(
+            d,
+            Decision::Stop("retryStrategy.expression evaluated to false".into())
+        );
+        // maxDuration: 590s elapsed + 30s wait > 600s
+        let d = decide_retry(
+            &p,
+            1,
+            &attempt(Phase::Failed, 75),
+            Duration::from_secs(590),
+            1.0,
+        );
+        assert_eq!(
+            d,
+            Decision::Stop("Backoff would exceed max duration limit".into())
+        );
+        // scale shrinks waits
+        let d = decide_retry(&p, 2, &attempt(Phase::Failed, 75), Duration::ZERO, 0.001);
+        assert_eq!(d, Decision::Retry(Duration::from_millis(60)));
+        // OnError policy does not retry Failed
+        let p = plan(3, None, Some("OnError"));
+        assert!(matches!(
+            decide_retry(&p, 1, &attempt(Phase::Failed, 75), Duration::ZERO, 1.0),
+            Decision::Stop(_)
+        ));
+    }
+
+    #[test]
+    fn maps_tmp_paths_only() {
+        let l = Path::new("/w/task/tmp");
+        assert_eq!(map_path("/tmp/outputs/x", l), "/w/task/tmp/outputs/x");
+        assert_eq!(
+            map_path("--outputs-dir=/tmp/outputs", l),
+            "--outputs-dir=/w/task/tmp/outputs"
+        );
+        assert_eq!(map_path("/tmp", l), "/w/task/tmp");
+        assert_eq!(map_path("/tmpfoo", l), "/tmpfoo");
+        assert_eq!(
+            map_path("--state=file:///tmp/x", l),
+            "--state=file:///tmp/x"
+        );
+        assert_eq!(map_path("--name=a=/tmp/x", l), "--name=a=/tmp/x");
+    }
+
+    #[test]
+    fn binary_from_command_or_image() {
+        let mut c = Container {
+            line: 1,
+            path: String::new(),
+            image: Some(model::Spanned {
+                value: "example.azurecr.io/netcfg/mesh-connect:0.1.0".into(),
+                line: 1,
+            }),
+            command: vec![],
+            args: vec![],
+            env: vec![],
+            working_dir: None,
+        };
+        assert_eq!(binary_name(&c).as_deref(), Some("mesh-connect"));
+        c.command = vec!["/usr/local/bin/tag-groups".into()];
+        assert_eq!(binary_name(&c).as_deref(), Some("tag-groups"));
+    }
+}
