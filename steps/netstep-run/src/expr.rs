@@ -284,7 +284,16 @@ pub fn parse(src: &str, dash_idents: bool) -> Result<Expr, ExprError> {
     let mut p = P { toks, pos: 0 };
     let e = p.or().map_err(err)?;
     if let Some(t) = p.peek() {
-        return Err(err(format!("unexpected trailing token {t:?}")));
+        let shown = match t {
+            Tok::Str(s) => format!("{s:?}"),
+            Tok::Num(n) => n.to_string(),
+            Tok::Ident(i) => i.clone(),
+            Tok::Op(o) => (*o).to_string(),
+            Tok::LParen => "(".into(),
+            Tok::RParen => ")".into(),
+            Tok::Comma => ",".into(),
+        };
+        return Err(err(format!("unsupported syntax at `{shown}`")));
     }
     Ok(e)
 }
@@ -444,7 +453,7 @@ mod tests {
     #[test]
     fn unsupported_syntax_is_a_clear_error() {
         let e = parse("lastRetry.message matches 'x'", false).unwrap_err();
-        assert!(e.message.contains("unexpected trailing token"), "{e}");
+        assert!(e.message.contains("unsupported syntax at `matches`"), "{e}");
         let e = parse("lastRetry.exitCode in [1]", false).unwrap_err();
         assert!(e.message.contains("unsupported syntax at `[`"), "{e}");
         let e = parse("len(x) > 1", false).unwrap_err();

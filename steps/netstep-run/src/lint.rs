@@ -280,7 +280,7 @@ impl Linter<'_> {
         let standalone = pipeline.is_none();
         let wf_params = pipeline.map(|p| p.0);
         let suffix = pipeline
-            .map(|(_, d)| format!(" (declared in spec.arguments of '{}')", d.name))
+            .map(|(_, d)| format!(" in spec.arguments of pipeline '{}'", d.name))
             .unwrap_or_default();
         if standalone {
             self.check_template_structure(doc, t);
@@ -973,7 +973,7 @@ impl Linter<'_> {
                 let base = TagError::Unresolved(tag.clone()).to_string();
                 let msg = match reason {
                     TagProblem::WorkflowParam => {
-                        format!("{base}: workflow parameter not declared{suffix}")
+                        format!("{base}: not declared{suffix}")
                     }
                     TagProblem::Other(r) if r.is_empty() => base,
                     TagProblem::Other(r) => format!("{base}: {r}"),
@@ -1006,10 +1006,11 @@ impl Linter<'_> {
         if let Some(rest) = tag.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
             let (name, field) = rest.split_once('.').unwrap_or((rest, ""));
             let Some(target) = scope.siblings.get(name) else {
-                return Err(TagProblem::Other(format!(
-                    "'{name}' is not a {} in scope",
-                    &prefix[..prefix.len() - 1]
-                )));
+                return Err(TagProblem::Other(if prefix == "tasks" {
+                    format!("there is no task '{name}' in this DAG")
+                } else {
+                    format!("there is no earlier step '{name}'")
+                }));
             };
             return match field {
                 "status" | "exitCode" | "startedAt" | "finishedAt" | "id" => Ok(()),
