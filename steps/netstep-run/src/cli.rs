@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Lint, then run a pipeline WorkflowTemplate with local processes.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Lint Argo manifests offline (files or directories), like `argo lint --offline`.
     Lint {
         /// YAML files or directories (searched recursively for *.yaml / *.yml).
@@ -61,12 +61,30 @@ pub struct RunArgs {
     /// Multiply retry backoff delays and maxDuration by this factor (e.g. 0.01 in tests).
     #[arg(long, default_value_t = 1.0)]
     pub backoff_scale: f64,
+    /// Map a container path to a host directory, CONTAINER_PATH=HOST_DIR (repeatable),
+    /// e.g. --mount /work/intent=../intent-repo. Git input artifacts default to the
+    /// current directory; the pod's /tmp always maps to <workdir>/<task>/tmp.
+    #[arg(long = "mount", value_parser = parse_mount)]
+    pub mounts: Vec<(String, PathBuf)>,
     /// Also write the run report as JSON to this file.
     #[arg(long)]
     pub report_json: Option<PathBuf>,
     /// Do not forward step stdout/stderr (they are still in <workdir>/<task>/logs/).
     #[arg(long)]
     pub no_step_logs: bool,
+}
+
+fn parse_mount(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, h)) if c.starts_with('/') && !h.is_empty() => {
+            let host = PathBuf::from(h);
+            let host = host.canonicalize().map_err(|e| format!("{h}: {e}"))?;
+            Ok((c.to_string(), host))
+        }
+        _ => Err(format!(
+            "expected /CONTAINER/PATH=HOST_DIR (an existing host path), got `{s}`"
+        )),
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -136,11 +154,13 @@ pub async fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Lint { paths } => lint_paths(&paths),
         Command::Run(a) => {
+            let a = *a;
             let mut cfg = RunConfig::new(a.pipeline, a.bin_dir.unwrap_or_else(default_bin_dir));
             cfg.templates_dir = a.templates_dir;
             cfg.workflows_dir = a.workflows_dir;
             cfg.params = a.params;
             cfg.workdir = a.workdir;
+            cfg.mounts = a.mounts;
             cfg.simulate = a.simulate;
             cfg.world = a.world;
             cfg.backoff_scale = a.backoff_scale;

@@ -58,6 +58,9 @@ pub struct RunConfig {
     pub world: PathBuf,
     /// Extra env for every step process.
     pub env: Vec<(String, String)>,
+    /// `--mount CONTAINER_PATH=HOST_DIR`: extra container path mappings (e.g. for input
+    /// artifacts). Git input artifacts default to the current directory.
+    pub mounts: Mounts,
     /// Suppress progress lines (the summary is returned either way).
     pub quiet: bool,
     /// Forward step stdout/stderr to our stderr, prefixed with `[task]`.
@@ -77,6 +80,7 @@ impl RunConfig {
             simulate: false,
             world: PathBuf::from("examples/globojava/world.json"),
             env: Vec::new(),
+            mounts: Vec::new(),
             quiet: false,
             forward_logs: true,
         }
@@ -218,7 +222,12 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan, Error> {
         }
     }
     let mut diags = lint::lint(&catalog, Some(&lint_docs));
-    diags.extend(check_runnable(&catalog, exec_doc, &cfg.bin_dir));
+    diags.extend(check_runnable(
+        &catalog,
+        exec_doc,
+        &cfg.bin_dir,
+        &cfg.mounts,
+    ));
     if !diags.is_empty() {
         diags.sort();
         diags.dedup();
@@ -282,22 +291,40 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan, Error> {
     })
 }
 
-/// The binary a container runs: basename of `command[0]`, else of the image name.
-pub fn binary_name(c: &Container) -> Option<String> {
-    let raw = match c.command.first() {
-        Some(cmd) => cmd.rsplit('/').next().unwrap_or(cmd).to_string(),
-        None => {
-            let image = c.image.as_ref()?.value.as_str();
-            let image = image.split('@').next().unwrap_or(image);
-            let last = image.rsplit('/').next().unwrap_or(image);
-            last.split(':').next().unwrap_or(last).to_string()
-        }
-    };
-    (!raw.is_empty()).then_some(raw)
+/// The binaries a container may run, in order of preference: the basename of
+/// `command[0]` (`/usr/local/bin/tag-groups` -> `tag-groups`), then the image name without
+/// registry, tag and digest (`netstep/mesh-connect:0.1.0` -> `mesh-connect`) for images
+/// whose entrypoint is a generic path such as `/step`.
+pub fn binary_candidates(command0: Option<&str>, image: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(cmd) = command0 {
+        out.push(cmd.rsplit('/').next().unwrap_or(cmd).to_string());
+    }
+    if let Some(image) = image {
+        let image = image.split('@').next().unwrap_or(image);
+        let last = image.rsplit('/').next().unwrap_or(image);
+        out.push(last.split(':').next().unwrap_or(last).to_string());
+    }
+    out.retain(|b| !b.is_empty());
+    out.dedup();
+    out
+}
+
+/// The first candidate binary present in `bin_dir`.
+pub fn find_binary(bin_dir: &Path, candidates: &[String]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .map(|b| bin_dir.join(b))
+        .find(|p| p.is_file())
 }
 
 /// Runner-specific checks on everything the pipeline reaches.
-fn check_runnable(cat: &Catalog, exec_doc: usize, bin_dir: &Path) -> Vec<Diagnostic> {
+fn check_runnable(
+    cat: &Catalog,
+    exec_doc: usize,
+    bin_dir: &Path,
+    mounts: &[(String, PathBuf)],
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for id in reachable(cat, exec_doc) {
         let doc = cat.doc(id.doc);
@@ -310,31 +337,53 @@ fn check_runnable(cat: &Catalog, exec_doc: usize, bin_dir: &Path) -> Vec<Diagnos
                 format!("template type '{k}' is not supported by netstep-run (container, dag and steps are)"),
             )),
             Body::Container(c) => {
-                let from_cmd = !c.command.is_empty();
-                match binary_name(c) {
-                    Some(b) if b.contains("{{") => {}
-                    Some(b) => {
-                        if !bin_dir.join(&b).is_file() {
-                            out.push(Diagnostic::new(
-                                &doc.file,
-                                c.line,
-                                if from_cmd { format!("{}.command[0]", c.path) } else { format!("{}.image", c.path) },
-                                format!(
-                                    "binary '{b}' not found in {} (build it with `cargo build -p {b}`, or pass --bin-dir)",
-                                    bin_dir.display()
-                                ),
-                            ));
-                        }
-                    }
-                    None => out.push(Diagnostic::new(
+                let cands = binary_candidates(
+                    c.command.first().map(String::as_str),
+                    c.image.as_ref().map(|i| i.value.as_str()),
+                );
+                if cands.is_empty() {
+                    out.push(Diagnostic::new(
                         &doc.file,
                         c.line,
                         &c.path,
                         "cannot tell which binary to run: no command and no image",
-                    )),
+                    ));
+                } else if !cands.iter().any(|b| b.contains("{{"))
+                    && find_binary(bin_dir, &cands).is_none()
+                {
+                    let names: Vec<String> = cands.iter().map(|b| format!("'{b}'")).collect();
+                    out.push(Diagnostic::new(
+                        &doc.file,
+                        c.line,
+                        format!("{}.command[0]", c.path),
+                        format!(
+                            "binary {} not found in {} (from command[0] / image; build it with `cargo build`, or pass --bin-dir)",
+                            names.join(" or "),
+                            bin_dir.display()
+                        ),
+                    ));
                 }
             }
             _ => {}
+        }
+        for a in &t.input_artifacts {
+            let covered = a
+                .path
+                .as_ref()
+                .is_some_and(|p| mounts.iter().any(|(m, _)| covers(m, p)));
+            if !covered && !a.optional && !matches!(a.source.as_str(), "git" | "raw") {
+                out.push(Diagnostic::new(
+                    &doc.file,
+                    a.line,
+                    format!("{}.inputs.artifacts[{}]", t.path, a.name),
+                    format!(
+                        "input artifact '{}' ({}) cannot be fetched locally: pass --mount {}=HOST_DIR",
+                        a.name,
+                        a.source,
+                        a.path.as_deref().unwrap_or("PATH")
+                    ),
+                ));
+            }
         }
         for o in &t.outputs {
             if let Some(src) = &o.other_source {
@@ -474,9 +523,21 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         }
     };
     if !plan.mutexes.is_empty() {
+        let lookup = |tag: &str| {
+            let name = tag.strip_prefix("workflow.parameters.")?;
+            params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let names: Vec<String> = plan
+            .mutexes
+            .iter()
+            .map(|m| subst::substitute(m, &lookup).unwrap_or_else(|_| m.clone()))
+            .collect();
         progress.line(format!(
             "note: synchronization mutex(es) {} are not enforced by the local runner",
-            plan.mutexes.join(", ")
+            names.join(", ")
         ));
     }
     let mut globals = HashMap::new();
@@ -516,6 +577,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     ));
     let started = Instant::now();
     let engine = Arc::new(Engine {
+        mounts: cfg.mounts.clone(),
+        git_dir: std::env::current_dir()
+            .and_then(|d| d.canonicalize())
+            .unwrap_or_else(|_| PathBuf::from(".")),
         exec_doc: plan.exec_doc,
         cat: plan.catalog,
         bin_dir: cfg.bin_dir.clone(),
@@ -630,6 +695,8 @@ impl Outcome {
 
 struct Engine {
     cat: Catalog,
+    mounts: Mounts,
+    git_dir: PathBuf,
     exec_doc: usize,
     bin_dir: PathBuf,
     workdir: PathBuf,
@@ -681,21 +748,42 @@ impl Scope<'_> {
     }
 }
 
-/// Maps a container path under `/tmp` to the node's local tmp dir (see module docs).
-pub fn map_path(s: &str, local_tmp: &Path) -> String {
-    fn map_one(p: &str, local_tmp: &Path) -> Option<String> {
-        if p == "/tmp" {
-            return Some(local_tmp.display().to_string());
+/// True when container path `p` is `prefix` or below it.
+fn covers(prefix: &str, p: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    p == prefix || p.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Container path prefix -> host directory (the node's `/tmp`, input artifacts,
+/// `--mount`s).
+pub type Mounts = Vec<(String, PathBuf)>;
+
+/// Maps a container path to the host (see module docs): the longest mount prefix wins;
+/// a bare path or the value of `--flag=PATH` is rewritten, nothing else.
+pub fn map_path(s: &str, mounts: &[(String, PathBuf)]) -> String {
+    fn map_one(p: &str, mounts: &[(String, PathBuf)]) -> Option<String> {
+        let mut best: Option<(&str, &Path)> = None;
+        for (prefix, host) in mounts {
+            let prefix = prefix.trim_end_matches('/');
+            let hit = covers(prefix, p);
+            if hit && best.is_none_or(|(b, _)| prefix.len() > b.len()) {
+                best = Some((prefix, host));
+            }
         }
-        p.strip_prefix("/tmp/")
-            .map(|rest| local_tmp.join(rest).display().to_string())
+        let (prefix, host) = best?;
+        let rest = p[prefix.len()..].trim_start_matches('/');
+        Some(if rest.is_empty() {
+            host.display().to_string()
+        } else {
+            host.join(rest).display().to_string()
+        })
     }
-    if let Some(m) = map_one(s, local_tmp) {
+    if let Some(m) = map_one(s, mounts) {
         return m;
     }
     if let Some((flag, value)) = s.split_once('=')
         && flag.starts_with('-')
-        && let Some(m) = map_one(value, local_tmp)
+        && let Some(m) = map_one(value, mounts)
     {
         return format!("{flag}={m}");
     }
@@ -815,6 +903,65 @@ fn sanitize(display: &str) -> String {
 }
 
 impl Engine {
+    /// The node's mount table: its `/tmp`, `--mount`s, then input artifacts not covered
+    /// by a `--mount` (git -> the current directory, raw -> a file written per node).
+    fn node_mounts(&self, t: &Template, local_tmp: &Path) -> Mounts {
+        let mut m: Mounts = vec![("/tmp".into(), local_tmp.to_path_buf())];
+        m.extend(self.mounts.iter().cloned());
+        let node_dir = local_tmp.parent().unwrap_or(local_tmp);
+        for a in &t.input_artifacts {
+            let Some(p) = &a.path else { continue };
+            if self.mounts.iter().any(|(prefix, _)| covers(prefix, p)) {
+                continue;
+            }
+            match a.source.as_str() {
+                "git" => m.push((p.clone(), self.git_dir.clone())),
+                "raw" => m.push((p.clone(), node_dir.join("artifacts").join(&a.name))),
+                _ => {}
+            }
+        }
+        m
+    }
+
+    /// Writes raw input artifacts and reports how git artifacts are resolved.
+    fn prepare_artifacts(
+        &self,
+        t: &Template,
+        scope: &Scope,
+        node_dir: &Path,
+        display: &str,
+    ) -> Result<(), String> {
+        for a in &t.input_artifacts {
+            let Some(p) = &a.path else { continue };
+            if let Some((prefix, host)) = self.mounts.iter().find(|(m, _)| covers(m, p)) {
+                self.progress.line(format!(
+                    "{display}: input artifact '{}' at {p}: --mount {prefix}={}",
+                    a.name,
+                    host.display()
+                ));
+                continue;
+            }
+            match a.source.as_str() {
+                "git" => self.progress.line(format!(
+                    "{display}: input artifact '{}' (git) at {p}: using the local working tree {} (no checkout; override with --mount {p}=DIR)",
+                    a.name,
+                    self.git_dir.display()
+                )),
+                "raw" => {
+                    let data = scope
+                        .sub(a.raw_data.as_deref().unwrap_or(""))
+                        .map_err(|e| format!("input artifact '{}': {e}", a.name))?;
+                    let file = node_dir.join("artifacts").join(&a.name);
+                    std::fs::create_dir_all(node_dir.join("artifacts"))
+                        .and_then(|_| std::fs::write(&file, data))
+                        .map_err(|e| format!("input artifact '{}': {}: {e}", a.name, file.display()))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn globals(&self) -> HashMap<String, String> {
         self.globals
             .lock()
@@ -911,6 +1058,7 @@ impl Engine {
                 .workdir
                 .join(sanitize(&display_or(&display, &t.name)))
                 .join("tmp");
+            let mounts = self.node_mounts(t, &local_tmp);
             for p in &t.inputs {
                 // Caller arguments are final values; the template's own value/default is
                 // template text (container paths mapped, tags substituted).
@@ -920,7 +1068,7 @@ impl Engine {
                 }
                 let raw = p.value.clone().or(p.default.clone()).map(|v| {
                     if matches!(t.body, Body::Container(_)) {
-                        map_path(&v, &local_tmp)
+                        map_path(&v, &mounts)
                     } else {
                         v
                     }
@@ -1063,7 +1211,9 @@ impl Engine {
         };
         let node_dir = self.workdir.join(sanitize(display));
         let local_tmp = node_dir.join("tmp");
+        let mounts = self.node_mounts(t, &local_tmp);
         let setup = (|| -> Result<(Option<RetryPlan>, Option<u64>), String> {
+            self.prepare_artifacts(t, &scope0, &node_dir, display)?;
             let plan = self.retry_plan(t, &scope0)?;
             let deadline = t
                 .active_deadline_seconds
@@ -1115,6 +1265,7 @@ impl Engine {
                 c,
                 &scope,
                 &local_tmp,
+                &mounts,
                 display,
                 attempts,
                 deadline,
@@ -1154,7 +1305,7 @@ impl Engine {
             total += attempt.duration;
             let mut outputs = HashMap::new();
             if attempt.phase == Phase::Succeeded {
-                match self.read_outputs(t, &scope, &local_tmp) {
+                match self.read_outputs(t, &scope, &mounts) {
                     Ok(o) => outputs = o,
                     Err(m) => {
                         attempt.phase = Phase::Error;
@@ -1233,6 +1384,7 @@ impl Engine {
         c: &Container,
         scope: &Scope,
         local_tmp: &Path,
+        mounts: &[(String, PathBuf)],
         display: &str,
         attempt: u32,
         deadline: Option<u64>,
@@ -1245,40 +1397,34 @@ impl Engine {
             let raw = if i == 0 {
                 a.clone()
             } else {
-                map_path(a, local_tmp)
+                map_path(a, mounts)
             };
             command.push(sub(&raw, &format!("command[{i}]"))?);
         }
         let mut args: Vec<String> = command.iter().skip(1).cloned().collect();
         for (i, a) in c.args.iter().enumerate() {
-            args.push(sub(&map_path(a, local_tmp), &format!("args[{i}]"))?);
+            args.push(sub(&map_path(a, mounts), &format!("args[{i}]"))?);
         }
-        let bin = match command.first() {
-            Some(cmd) => cmd.rsplit('/').next().unwrap_or(cmd).to_string(),
-            None => {
-                let image = sub(c.image.as_ref().map_or("", |i| i.value.as_str()), "image")?;
-                let mut probe = c.clone();
-                probe.image = Some(model::Spanned {
-                    value: image,
-                    line: 0,
-                });
-                binary_name(&probe).ok_or("no command and no image")?
-            }
-        };
-        let program = self.bin_dir.join(&bin);
-        if !program.is_file() {
-            return Err(format!(
-                "binary '{bin}' not found in {}",
+        let image = c
+            .image
+            .as_ref()
+            .map(|i| sub(&i.value, "image"))
+            .transpose()?;
+        let cands = binary_candidates(command.first().map(String::as_str), image.as_deref());
+        let program = find_binary(&self.bin_dir, &cands).ok_or_else(|| {
+            format!(
+                "binary {} not found in {}",
+                cands.join(" or "),
                 self.bin_dir.display()
-            ));
-        }
+            )
+        })?;
         let mut env: Vec<(String, String)> = Vec::new();
         env.push(("TMPDIR".into(), local_tmp.display().to_string()));
         for e in &c.env {
             match &e.value {
                 Some(v) => env.push((
                     e.name.clone(),
-                    sub(&map_path(v, local_tmp), &format!("env {}", e.name))?,
+                    sub(&map_path(v, mounts), &format!("env {}", e.name))?,
                 )),
                 None => self.progress.line(format!(
                     "{display}: env {} uses valueFrom, not supported locally: skipped",
@@ -1289,7 +1435,7 @@ impl Engine {
         env.extend(self.env.iter().cloned());
         let cwd = match &c.working_dir {
             Some(w) => {
-                let m = map_path(w, local_tmp);
+                let m = map_path(w, mounts);
                 (m != *w)
                     .then(|| sub(&m, "workingDir"))
                     .transpose()?
@@ -1330,7 +1476,7 @@ impl Engine {
         &self,
         t: &Template,
         scope: &Scope,
-        local_tmp: &Path,
+        mounts: &[(String, PathBuf)],
     ) -> Result<HashMap<String, String>, String> {
         let mut out = HashMap::new();
         for o in &t.outputs {
@@ -1340,9 +1486,7 @@ impl Engine {
                 .map(|d| scope.sub(d).map_err(|e| e.to_string()))
                 .transpose()?;
             let v = if let Some(p) = &o.from_path {
-                let local = scope
-                    .sub(&map_path(p, local_tmp))
-                    .map_err(|e| e.to_string())?;
+                let local = scope.sub(&map_path(p, mounts)).map_err(|e| e.to_string())?;
                 match std::fs::read_to_string(&local) {
                     Ok(s) => s.strip_suffix('\n').map(str::to_string).unwrap_or(s),
                     Err(e) => match default {
@@ -1407,9 +1551,10 @@ impl Engine {
             let text = scope
                 .sub(&w.value)
                 .map_err(|e| Outcome::new(Phase::Error, format!("when: {e}")))?;
-            let ok = expr::parse(&text, false)
+            let ok = expr::parse(&text, true)
                 .map_err(|e| e.to_string())
-                .and_then(|e| e.eval_bool(&|_| None))
+                // Like Argo's shouldExecute: bare words are strings (`plan == apply`).
+                .and_then(|e| e.eval_bool(&|w| Some(Val::Str(w.to_string()))))
                 .map_err(|e| Outcome::new(Phase::Error, format!("when `{text}`: {e}")))?;
             if !ok {
                 return Err(Outcome::new(
@@ -1791,7 +1936,8 @@ mod tests {
 
     #[test]
     fn maps_tmp_paths_only() {
-        let l = Path::new("/w/task/tmp");
+        let m: Mounts = vec![("/tmp".into(), PathBuf::from("/w/task/tmp"))];
+        let l = m.as_slice();
         assert_eq!(map_path("/tmp/outputs/x", l), "/w/task/tmp/outputs/x");
         assert_eq!(
             map_path("--outputs-dir=/tmp/outputs", l),
@@ -1804,24 +1950,36 @@ mod tests {
             "--state=file:///tmp/x"
         );
         assert_eq!(map_path("--name=a=/tmp/x", l), "--name=a=/tmp/x");
+        // the longest mount prefix wins
+        let m: Mounts = vec![
+            ("/work".into(), PathBuf::from("/a")),
+            ("/work/intent/".into(), PathBuf::from("/repo")),
+        ];
+        assert_eq!(
+            map_path("--intent=/work/intent/x/y.yaml", &m),
+            "--intent=/repo/x/y.yaml"
+        );
+        assert_eq!(map_path("/work/other", &m), "/a/other");
+        assert_eq!(map_path("/workspace", &m), "/workspace");
     }
 
     #[test]
     fn binary_from_command_or_image() {
-        let mut c = Container {
-            line: 1,
-            path: String::new(),
-            image: Some(model::Spanned {
-                value: "example.azurecr.io/netcfg/mesh-connect:0.1.0".into(),
-                line: 1,
-            }),
-            command: vec![],
-            args: vec![],
-            env: vec![],
-            working_dir: None,
-        };
-        assert_eq!(binary_name(&c).as_deref(), Some("mesh-connect"));
-        c.command = vec!["/usr/local/bin/tag-groups".into()];
-        assert_eq!(binary_name(&c).as_deref(), Some("tag-groups"));
+        assert_eq!(
+            binary_candidates(None, Some("example.azurecr.io/netcfg/mesh-connect:0.1.0")),
+            vec!["mesh-connect"]
+        );
+        assert_eq!(
+            binary_candidates(
+                Some("/usr/local/bin/tag-groups"),
+                Some("x/tag-groups@sha256:ab")
+            ),
+            vec!["tag-groups"]
+        );
+        // images whose entrypoint is a generic `/step`: the image name is the fallback
+        assert_eq!(
+            binary_candidates(Some("/step"), Some("netstep/verify:0.1.0")),
+            vec!["step", "verify"]
+        );
     }
 }

@@ -95,6 +95,7 @@ pub struct Template {
     pub line: usize,
     pub path: String,
     pub inputs: Vec<Param>,
+    pub input_artifacts: Vec<Artifact>,
     pub outputs: Vec<OutputParam>,
     pub body: Body,
     /// Every template type key present (`container`, `dag`, ...), for the "exactly one" check.
@@ -103,6 +104,20 @@ pub struct Template {
     pub active_deadline_seconds: Option<Spanned>,
     pub timeout: Option<Spanned>,
     pub parallelism: Option<Spanned>,
+}
+
+/// An input artifact: where it lands in the container and where it comes from.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub name: String,
+    pub line: usize,
+    pub path: Option<String>,
+    /// `git`, `raw`, `s3`, `azure`, `http`, ... (the source key), or `unknown`.
+    pub source: String,
+    /// `raw.data`
+    pub raw_data: Option<String>,
+    /// `optional: true`
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +345,50 @@ fn parse_template(cx: &mut Cx, node: &Node, path: &str) -> Option<Template> {
     let inputs = inputs_node
         .map(|n| cx.params(n, "parameters", &format!("{path}.inputs")))
         .unwrap_or_default();
+    let mut input_artifacts = Vec::new();
+    if let Some(n) = inputs_node {
+        let apath = format!("{path}.inputs");
+        for (i, a) in cx.seq(n, "artifacts", &apath).iter().enumerate() {
+            let ipath = format!("{apath}.artifacts[{i}]");
+            let Some(name) = cx.scalar(a, "name", &ipath) else {
+                cx.err(a.line, &ipath, "artifact has no name");
+                continue;
+            };
+            const SOURCES: &[&str] = &[
+                "git",
+                "raw",
+                "s3",
+                "azure",
+                "gcs",
+                "http",
+                "hdfs",
+                "oss",
+                "artifactory",
+                "plugin",
+                "from",
+            ];
+            let source = SOURCES
+                .iter()
+                .find(|k| a.get(k).is_some())
+                .map_or("unknown", |k| k)
+                .to_string();
+            let raw_data = a
+                .get("raw")
+                .and_then(|r| r.get("data"))
+                .and_then(Node::as_str)
+                .map(str::to_string);
+            input_artifacts.push(Artifact {
+                path: cx.scalar(a, "path", &ipath).map(|s| s.value),
+                optional: cx
+                    .scalar(a, "optional", &ipath)
+                    .is_some_and(|s| s.value == "true"),
+                name: name.value,
+                line: a.line,
+                source,
+                raw_data,
+            });
+        }
+    }
     let outputs = cx
         .map(node, "outputs", &path)
         .map(|n| parse_outputs(cx, n, &format!("{path}.outputs")))
@@ -404,6 +463,7 @@ fn parse_template(cx: &mut Cx, node: &Node, path: &str) -> Option<Template> {
         name: name.value,
         line: node.line,
         inputs,
+        input_artifacts,
         outputs,
         body,
         body_kinds,

@@ -11,6 +11,7 @@
 //!   first N attempts exit C.
 //! * `--write=PATH=VALUE` writes VALUE to PATH (creating parents); `--write-env=PATH=VAR`
 //!   writes the value of env VAR (or `unset`).
+//! * `--read=FILE` logs `read N <content of FILE>`.
 //! * `--exit=C` exit code at the end (default 0); `--print=TEXT` prints TEXT to stdout.
 //!
 //! Invoked as `armsim` (e.g. via a symlink) it fakes the ARM simulator's CLI: binds
@@ -149,6 +150,11 @@ fn main() {
                 if let Some((_, val)) = v.split_once('=') {
                     append(&log, &format!("value {name} {val}"));
                 }
+            }
+            "read" if !v.is_empty() => {
+                let content =
+                    std::fs::read_to_string(v).unwrap_or_else(|e| die(1, &format!("{v}: {e}")));
+                append(&log, &format!("read {name} {}", content.trim_end()));
             }
             "write-env" if !v.is_empty() => write_file(v, |var| {
                 let val = std::env::var(var).unwrap_or_else(|_| "unset".into());
