@@ -94,6 +94,9 @@ pub struct Plan {
     /// The document whose templates run (the WorkflowTemplate for a workflowTemplateRef).
     pub exec_doc: usize,
     pub name: String,
+    /// Name the workflow is generated from: the Workflow's (generate)name or the
+    /// CronWorkflow's name, else the pipeline's.
+    pub root_name: String,
     pub entrypoint: String,
     pub on_exit: Option<String>,
     /// Declared workflow parameters with their values (None = must be supplied).
@@ -276,6 +279,7 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan, Error> {
     let num = |s: &Option<model::Spanned>| s.as_ref().and_then(|v| v.value.parse::<u64>().ok());
     Ok(Plan {
         name: ex.name.clone(),
+        root_name: root_doc.name.trim_end_matches('-').to_string(),
         entrypoint,
         on_exit,
         params,
@@ -365,6 +369,14 @@ fn check_runnable(
                 }
             }
             _ => {}
+        }
+        if let (Some(r), Body::Dag(_) | Body::Steps(_)) = (&t.retry, &t.body) {
+            out.push(Diagnostic::new(
+                &doc.file,
+                r.line,
+                &r.path,
+                "retryStrategy on a dag/steps template is not supported by netstep-run (only on container templates)",
+            ));
         }
         for a in &t.input_artifacts {
             let covered = a
@@ -483,7 +495,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     }
     let uid = uuid::Uuid::new_v4();
     let suffix: String = uid.simple().to_string().chars().take(5).collect();
-    let workflow_name = format!("{}-{suffix}", plan.name);
+    let workflow_name = format!("{}-{suffix}", plan.root_name);
     let workdir = match &cfg.workdir {
         Some(w) => w.clone(),
         None => std::env::temp_dir()
@@ -1443,17 +1455,17 @@ impl Engine {
             }
             None => None,
         };
-        // Per-attempt deadline; a backoff maxDuration also bounds the attempt (Argo's
-        // executionDeadline).
+        // Per-attempt deadline. Retries (not the first attempt) are also bounded by the
+        // backoff maxDuration counted from the first attempt's start (Argo's
+        // executionDeadline). --backoff-scale does not shrink this kill deadline.
         let mut limit =
             deadline.map(|s| (Duration::from_secs(s), format!("activeDeadlineSeconds={s}")));
         if let Some(m) = retry
             .and_then(|r| r.backoff.as_ref())
             .and_then(|b| b.max_duration)
+            .filter(|_| attempt > 1)
         {
-            let remaining = m
-                .mul_f64(self.backoff_scale)
-                .saturating_sub(first_start.elapsed());
+            let remaining = m.saturating_sub(first_start.elapsed());
             if limit.as_ref().is_none_or(|(d, _)| remaining < *d) {
                 limit = Some((remaining, "retryStrategy.backoff.maxDuration".into()));
             }

@@ -86,9 +86,16 @@ fn node<'r>(r: &'r RunReport, name: &str) -> &'r netstep_run::report::NodeReport
         .unwrap_or_else(|| panic!("no node {name} in\n{}", r.summary()))
 }
 
+/// True while the process runs (a zombie awaiting its reaper counts as dead).
 fn pid_alive(pid_file: &Path) -> bool {
     let pid = std::fs::read_to_string(pid_file).expect("pid file");
-    Path::new(&format!("/proc/{}", pid.trim())).exists()
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        // state is the field after the parenthesised command name
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 #[tokio::test]
@@ -524,4 +531,53 @@ async fn argo_library_shape_image_fallback_artifacts_and_when() {
         // a bare `depends: verify` is satisfied by Succeeded or Skipped
         assert_eq!(node(&report, "after").phase, Phase::Succeeded);
     }
+}
+
+#[tokio::test]
+async fn workflow_deadline_kills_running_steps_and_exit_handler_failure_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        "pipeline-wf-deadline.yaml",
+        dir.path(),
+        &[("dir", dir.path().display().to_string())],
+    );
+    let report = engine::run(cfg).await.expect("run");
+    assert!(
+        report.workflow_name.starts_with("wf-deadline-"),
+        "{}",
+        report.workflow_name
+    );
+    assert_eq!(report.phase, Phase::Failed);
+    assert!(
+        report
+            .message
+            .contains("workflow activeDeadlineSeconds (1s) exceeded"),
+        "{}",
+        report.message
+    );
+    let n = node(&report, "sleepy");
+    assert_eq!(n.phase, Phase::Failed);
+    assert!(
+        n.message.contains("workflow activeDeadlineSeconds"),
+        "{}",
+        n.message
+    );
+    // killed on drop (SIGKILL); give the kernel a moment to deliver it
+    let pid_file = dir.path().join("sleepy.pid");
+    let mut alive = pid_alive(&pid_file);
+    for _ in 0..100 {
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        alive = pid_alive(&pid_file);
+    }
+    assert!(!alive, "the sleeping step was killed");
+    // the exit handler still ran, saw Failed, and itself failed (exit 1)
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("status")).unwrap(),
+        "Failed"
+    );
+    let exit = node(&report, "onExit");
+    assert_eq!((exit.phase, exit.exit_code), (Phase::Failed, Some(1)));
 }
