@@ -426,9 +426,25 @@ fn resolve_params(
     plan: &Plan,
     given: &[(String, String)],
     sim_url: Option<&str>,
+    globals: Option<&HashMap<String, String>>,
 ) -> Result<Vec<(String, String)>, Error> {
-    let mut values: Vec<(String, Option<String>)> = plan.params.clone();
     let mut problems = Vec::new();
+    // Declared values are manifest text: `{{workflow.name}}` etc. are substituted.
+    // Values given with -p (or by --simulate) are taken literally.
+    let mut values: Vec<(String, Option<String>)> = Vec::new();
+    for (name, v) in &plan.params {
+        let v = match (v, globals) {
+            (Some(v), Some(g)) => match subst::substitute(v, &|t| g.get(t).cloned()) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    problems.push(format!("workflow parameter '{name}': {e}"));
+                    Some(v.clone())
+                }
+            },
+            (v, _) => v.clone(),
+        };
+        values.push((name.clone(), v));
+    }
     for (k, v) in given {
         match values.iter_mut().find(|(n, _)| n == k) {
             Some(slot) => slot.1 = Some(v.clone()),
@@ -486,7 +502,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     let plan = plan(&cfg)?;
     // Validate parameters before starting anything (the simulator fills arm-endpoint).
     let placeholder = cfg.simulate.then_some("http://127.0.0.1:0");
-    resolve_params(&plan, &cfg.params, placeholder)?;
+    resolve_params(&plan, &cfg.params, placeholder, None)?;
     if cfg.simulate && !cfg.world.is_file() {
         return Err(Error::Usage(format!(
             "--world {}: no such file",
@@ -525,7 +541,28 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
     } else {
         None
     };
-    let params = match resolve_params(&plan, &cfg.params, sim.as_ref().map(|s| s.url.as_str())) {
+    let mut globals = HashMap::new();
+    globals.insert("workflow.name".to_string(), workflow_name.clone());
+    globals.insert("workflow.uid".to_string(), uid.to_string());
+    globals.insert("workflow.namespace".to_string(), "local".to_string());
+    globals.insert("workflow.status".to_string(), "Running".to_string());
+    globals.insert("workflow.failures".to_string(), "[]".to_string());
+    globals.insert(
+        "workflow.mainEntrypoint".to_string(),
+        plan.entrypoint.clone(),
+    );
+    globals.insert(
+        "workflow.creationTimestamp".to_string(),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    let params = match resolve_params(
+        &plan,
+        &cfg.params,
+        sim.as_ref().map(|s| s.url.as_str()),
+        Some(&globals),
+    ) {
         Ok(p) => p,
         Err(e) => {
             if let Some(s) = sim {
@@ -552,22 +589,6 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
             names.join(", ")
         ));
     }
-    let mut globals = HashMap::new();
-    globals.insert("workflow.name".to_string(), workflow_name.clone());
-    globals.insert("workflow.uid".to_string(), uid.to_string());
-    globals.insert("workflow.namespace".to_string(), "local".to_string());
-    globals.insert("workflow.status".to_string(), "Running".to_string());
-    globals.insert("workflow.failures".to_string(), "[]".to_string());
-    globals.insert(
-        "workflow.mainEntrypoint".to_string(),
-        plan.entrypoint.clone(),
-    );
-    globals.insert(
-        "workflow.creationTimestamp".to_string(),
-        time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
-    );
     globals.insert(
         "workflow.parameters".to_string(),
         serde_json::Value::Array(

@@ -274,7 +274,11 @@ async fn steps_run_group_by_group_and_pass_outputs() {
     assert_eq!(report.phase, Phase::Succeeded, "{}", report.summary());
     let l = read_log(&log);
     assert_eq!(l.values["second-a"], "one-a");
-    assert_eq!(l.values["second-b"], "one-b");
+    assert_eq!(
+        l.values["second-b"],
+        format!("one-b@{}", report.workflow_name),
+        "a declared parameter value using {{{{workflow.name}}}} is substituted"
+    );
     assert!(l.end["first"] < l.start["second-a"] && l.end["first"] < l.start["second-b"]);
     // second-b's template has no command: the binary comes from the image name.
     assert_eq!(
