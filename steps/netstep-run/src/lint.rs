@@ -578,13 +578,16 @@ impl Linter<'_> {
             }
             if let Some(f) = &r.factor
                 && !f.value.contains("{{")
-                && f.value.parse::<f64>().map_or(true, |x| x < 0.0)
+                && f.value.trim().parse::<u32>().is_err()
             {
                 self.err(
                     doc,
                     f.line,
                     &format!("{rp}.backoff.factor"),
-                    format!("factor must be a non-negative number, got `{}`", f.value),
+                    format!(
+                        "factor must be a non-negative integer (Argo parses it as int32), got `{}`",
+                        f.value
+                    ),
                 );
             }
         }

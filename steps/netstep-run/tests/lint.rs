@@ -173,6 +173,7 @@ fn retry_strategy_problems() {
             "retryStrategy.retryPolicy: retryPolicy 'Sometimes' is invalid",
             "lastRetry.exitCode is a string: comparing it with a number is always false",
             "retryStrategy.backoff.duration: invalid duration `5 minutes`",
+            "retryStrategy.backoff.factor: factor must be a non-negative integer (Argo parses it as int32), got `1.5`",
             "spec.templates[other].retryStrategy.expression: unsupported or invalid expression: unsupported syntax at `matches`",
         ],
     );

@@ -585,3 +585,28 @@ async fn workflow_deadline_kills_running_steps_and_exit_handler_failure_fails_th
     let exit = node(&report, "onExit");
     assert_eq!((exit.phase, exit.exit_code), (Phase::Failed, Some(1)));
 }
+
+#[tokio::test]
+async fn parallelism_limits_concurrent_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let cfg = config(
+        "pipeline-parallelism.yaml",
+        dir.path(),
+        &[("log", log.display().to_string())],
+    );
+    let report = engine::run(cfg).await.expect("run");
+    assert_eq!(report.phase, Phase::Succeeded, "{}", report.summary());
+    let l = read_log(&log);
+    let mut spans: Vec<(u128, u128)> = ["x", "y", "z"]
+        .iter()
+        .map(|n| (l.start[*n], l.end[*n]))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].1 < w[1].0,
+            "tasks overlapped with parallelism 1: {spans:?}"
+        );
+    }
+}
