@@ -92,8 +92,26 @@ impl Simulator {
         Ok(Simulator { child, url, pid })
     }
 
-    /// Stops the simulator (SIGKILL by PID) and reaps it.
+    /// Stops the simulator: SIGTERM to its PID (armsim shuts down cleanly and flushes any
+    /// traffic recording), then SIGKILL if it has not exited within 5 s; then reaps it.
     pub async fn stop(mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) && self.pid > 0 {
+            // kill(1) with our own child's PID: no unsafe code, no broad name matching.
+            let _ = tokio::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+            if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
