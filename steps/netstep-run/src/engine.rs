@@ -1074,6 +1074,7 @@ impl Engine {
             message: o.message.clone(),
             started_at: None,
         });
+        self.write_phase(display, o);
     }
 
     fn exec(
@@ -1408,7 +1409,19 @@ impl Engine {
             n.duration = total;
             n.attempts = attempts;
         });
+        self.write_phase(display, &final_outcome);
         final_outcome
+    }
+
+    /// `<workdir>/<node>/phase`: `PHASE [EXIT]`, written when the node is final (for
+    /// scripts and tests that watch a run).
+    fn write_phase(&self, display: &str, o: &Outcome) {
+        let dir = self.workdir.join(sanitize(display));
+        let text = match o.exit_code {
+            Some(c) => format!("{} {c}\n", o.phase.as_str()),
+            None => format!("{}\n", o.phase.as_str()),
+        };
+        let _ = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("phase"), text));
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -610,3 +610,62 @@ async fn parallelism_limits_concurrent_processes() {
         );
     }
 }
+
+#[tokio::test]
+async fn handled_failures_and_fail_fast() {
+    // quick-fail succeeds: the only failure (breaks) is handled by `breaks.Failed`.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let cfg = config(
+        "pipeline-failure-handling.yaml",
+        dir.path(),
+        &[
+            ("log", log.display().to_string()),
+            ("workdir", dir.path().join("work").display().to_string()),
+        ],
+    );
+    let report = engine::run(cfg).await.expect("run");
+    assert_eq!(report.phase, Phase::Succeeded, "{}", report.summary());
+    assert_eq!(node(&report, "breaks").phase, Phase::Failed);
+    assert_eq!(node(&report, "on-failure").phase, Phase::Succeeded);
+    assert_eq!(node(&report, "on-success").phase, Phase::Omitted);
+    assert_eq!(read_log(&log).values["on-failure"], "Failed/1");
+    assert_eq!(node(&report, "later").phase, Phase::Succeeded);
+
+    // quick-fail exits 1, unhandled: failFast lets the running `slow` finish but starts
+    // nothing new; the workflow fails.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let cfg = config(
+        "pipeline-failure-handling.yaml",
+        dir.path(),
+        &[
+            ("log", log.display().to_string()),
+            ("quick-fail-exit", "1".into()),
+            ("workdir", dir.path().join("work").display().to_string()),
+        ],
+    );
+    let report = engine::run(cfg).await.expect("run");
+    assert_eq!(report.phase, Phase::Failed, "{}", report.summary());
+    assert_eq!(node(&report, "slow").phase, Phase::Succeeded);
+    let after = node(&report, "after-slow");
+    assert_eq!(after.phase, Phase::Omitted, "{}", report.summary());
+    assert!(
+        after
+            .message
+            .contains("task 'quick-fail' failed (failFast)"),
+        "{}",
+        after.message
+    );
+    assert_eq!(node(&report, "later").phase, Phase::Omitted);
+    assert!(!read_log(&log).start.contains_key("after-slow"));
+    assert!(report.message.contains("quick-fail"), "{}", report.message);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("work/quick-fail/phase")).unwrap(),
+        "Failed 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("work/later/phase")).unwrap(),
+        "Omitted\n"
+    );
+}
