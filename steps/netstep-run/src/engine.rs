@@ -83,6 +83,16 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         )
         .await?;
         progress.line(format!("armsim started at {} (PID {})", s.url, s.pid));
+        let declares_endpoint = plan.params.iter().any(|(n, _)| n == "arm-endpoint");
+        progress.line(format!(
+            "steps get NETSTEP_ARM_ENDPOINT={} and NETSTEP_ARM_TOKEN=<simulated>{}",
+            s.url,
+            if declares_endpoint {
+                "; workflow parameter arm-endpoint overridden"
+            } else {
+                ""
+            }
+        ));
         env.push(("NETSTEP_ARM_ENDPOINT".into(), s.url.clone()));
         env.push(("NETSTEP_ARM_TOKEN".into(), SIM_TOKEN.into()));
         Some(s)
@@ -653,7 +663,8 @@ impl Engine {
         let node_dir = self.workdir.join(sanitize(display));
         let local_tmp = node_dir.join("tmp");
         let mounts = self.node_mounts(t, &local_tmp);
-        let setup = (|| -> Result<(Option<RetryPlan>, Option<u64>), String> {
+        type Deadline = Option<(Duration, String)>;
+        let setup = (|| -> Result<(Option<RetryPlan>, Deadline), String> {
             self.prepare_artifacts(t, &scope0, &node_dir, display)?;
             let plan = self.retry_plan(t, &scope0)?;
             let deadline = t
@@ -663,9 +674,26 @@ impl Engine {
                     let v = scope0.sub(&a.value).map_err(|e| e.to_string())?;
                     v.trim()
                         .parse::<u64>()
+                        .map(|n| (Duration::from_secs(n), format!("activeDeadlineSeconds={n}")))
                         .map_err(|_| format!("activeDeadlineSeconds: `{v}` is not an integer"))
                 })
                 .transpose()?;
+            // Template `timeout` (a duration; locally there is no Pending time) bounds each
+            // attempt too; the smaller limit wins.
+            let timeout = t
+                .timeout
+                .as_ref()
+                .map(|a| {
+                    let v = scope0.sub(&a.value).map_err(|e| e.to_string())?;
+                    parse_duration(&v)
+                        .map(|d| (d, format!("timeout={}", v.trim())))
+                        .map_err(|e| format!("timeout: {e}"))
+                })
+                .transpose()?;
+            let deadline = match (deadline, timeout) {
+                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                (a, b) => a.or(b),
+            };
             Ok((plan, deadline))
         })();
         let (retry, deadline) = match setup {
@@ -709,7 +737,7 @@ impl Engine {
                 &mounts,
                 display,
                 attempts,
-                deadline,
+                deadline.clone(),
                 retry.as_ref(),
                 first_start,
             ) {
@@ -840,7 +868,7 @@ impl Engine {
         mounts: &[(String, PathBuf)],
         display: &str,
         attempt: u32,
-        deadline: Option<u64>,
+        deadline: Option<(Duration, String)>,
         retry: Option<&RetryPlan>,
         first_start: Instant,
     ) -> Result<Spawn, String> {
@@ -899,8 +927,7 @@ impl Engine {
         // Per-attempt deadline. Retries (not the first attempt) are also bounded by the
         // backoff maxDuration counted from the first attempt's start (Argo's
         // executionDeadline). --backoff-scale does not shrink this kill deadline.
-        let mut limit =
-            deadline.map(|s| (Duration::from_secs(s), format!("activeDeadlineSeconds={s}")));
+        let mut limit = deadline;
         if let Some(m) = retry
             .and_then(|r| r.backoff.as_ref())
             .and_then(|b| b.max_duration)

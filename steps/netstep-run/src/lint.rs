@@ -502,6 +502,12 @@ impl Linter<'_> {
                 );
             }
         }
+        if let Some(to) = &t.timeout
+            && !to.value.contains("{{")
+            && let Err(e) = parse_duration(&to.value)
+        {
+            self.err(doc, to.line, &format!("{tp}.timeout"), e);
+        }
         if let Some(r) = &t.retry {
             let rp = &r.path;
             if let Some(p) = &r.policy

@@ -252,6 +252,14 @@ async fn active_deadline_kills_a_hung_step() {
         !pid_alive(&dir.path().join("hang.pid")),
         "hung process is gone"
     );
+    let n = node(&report, "hang-timeout");
+    assert_eq!((n.phase, n.exit_code), (Phase::Failed, Some(137)));
+    assert!(
+        n.message.contains("timeout=1s exceeded: killed PID"),
+        "{}",
+        n.message
+    );
+    assert!(!pid_alive(&dir.path().join("hang-timeout.pid")));
     assert_eq!(node(&report, "never").phase, Phase::Omitted);
     assert!(!dir.path().join("never.pid").exists());
     assert_eq!(report.phase, Phase::Failed);
