@@ -165,8 +165,18 @@ async fn pump<R: AsyncRead + Unpin>(
     capture: Option<Arc<Mutex<String>>>,
 ) {
     use std::io::Write;
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // Bytes, not `lines()`: invalid UTF-8 must not stop the draining (a child writing into a
+    // full pipe would block forever).
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']);
         if let Some(p) = &prefix {
             eprintln!("{p} {line}");
         }
@@ -180,8 +190,56 @@ async fn pump<R: AsyncRead + Unpin>(
                 if !c.is_empty() {
                     c.push('\n');
                 }
-                c.push_str(&line);
+                c.push_str(line);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn(program: &str, args: &[&str], deadline_ms: u64) -> Spawn {
+        Spawn {
+            program: PathBuf::from(program),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![],
+            cwd: None,
+            deadline: Some(Duration::from_millis(deadline_ms)),
+            deadline_reason: "test deadline".into(),
+            log_prefix: None,
+            log_file: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn drains_large_non_utf8_output() {
+        // 1 MB of random bytes (invalid UTF-8, far beyond a pipe buffer): if the reader
+        // stopped at the first bad byte, `head` would block until the deadline.
+        let a = run_attempt(&spawn("head", &["-c", "1000000", "/dev/urandom"], 60_000)).await;
+        assert_eq!(a.phase, Phase::Succeeded, "{}", a.message);
+        assert_eq!(a.exit_code, Some(0));
+        assert!(a.stdout.len() <= MAX_RESULT_BYTES + 4, "result is capped");
+    }
+
+    #[tokio::test]
+    async fn exit_codes_signals_and_spawn_errors() {
+        let a = run_attempt(&spawn("false", &[], 60_000)).await;
+        assert_eq!((a.phase, a.exit_code), (Phase::Failed, Some(1)));
+        let a = run_attempt(&spawn("sleep", &["30"], 100)).await;
+        assert_eq!((a.phase, a.exit_code), (Phase::Failed, Some(137)));
+        assert!(
+            a.message.starts_with("test deadline exceeded: killed PID"),
+            "{}",
+            a.message
+        );
+        let a = run_attempt(&spawn("/nonexistent/binary", &[], 1000)).await;
+        assert_eq!((a.phase, a.exit_code), (Phase::Error, None));
+        assert!(
+            a.message.contains("cannot start /nonexistent/binary"),
+            "{}",
+            a.message
+        );
     }
 }
