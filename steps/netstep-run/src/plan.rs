@@ -167,12 +167,19 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan, Error> {
             }
         }
     } else {
+        // A WorkflowTemplate first, else a Workflow (generateName) or CronWorkflow.
         catalog
             .find_doc(&cfg.pipeline, false)
             .filter(|&i| runnable(catalog.doc(i)))
+            .or_else(|| {
+                (0..catalog.docs.len()).find(|&i| {
+                    let d = catalog.doc(i);
+                    runnable(d) && d.name.trim_end_matches('-') == cfg.pipeline
+                })
+            })
             .ok_or_else(|| {
                 Error::Usage(format!(
-                    "no pipeline WorkflowTemplate named '{}' in {} or {}",
+                    "no pipeline (WorkflowTemplate, Workflow or CronWorkflow) named '{}' in {} or {}",
                     cfg.pipeline,
                     templates_dir.display(),
                     workflows_dir.display()

@@ -548,11 +548,15 @@ async fn argo_library_shape_image_fallback_artifacts_and_when() {
 #[tokio::test]
 async fn workflow_deadline_kills_running_steps_and_exit_handler_failure_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
+    let mut cfg = config(
         "pipeline-wf-deadline.yaml",
         dir.path(),
         &[("dir", dir.path().display().to_string())],
     );
+    // select the Workflow by its generateName
+    cfg.pipeline = "wf-deadline".into();
+    cfg.workflows_dir = Some(fixtures().join("workflows"));
+    cfg.templates_dir = Some(fixtures().join("templates"));
     let report = engine::run(cfg).await.expect("run");
     assert!(
         report.workflow_name.starts_with("wf-deadline-"),
