@@ -211,7 +211,7 @@ fn snapshot_that_is_not_json_object_is_rejected() {
     assert!(
         e.diagnostics()
             .iter()
-            .all(|d| d.file == "snap.json" && d.line == 1)
+            .all(|d| d.file == "snap.json" && d.line == 0)
     );
 }
 

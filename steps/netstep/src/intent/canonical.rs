@@ -132,7 +132,7 @@ impl Intent {
             Slice::FwPolicy => json!({
                 "firewall_policy": to_value(&spec.firewall_policy),
                 "policies": to_value(&self.firewall_policies()),
-                "firewalls": spec.regions.iter().map(|r| json!({"region": r.name, "hub": r.hub.name, "firewall": to_value(&r.hub.firewall)})).collect::<Vec<_>>(),
+                "firewalls": spec.regions.iter().map(|r| json!({"region": r.name, "firewall": to_value(&r.hub.firewall)})).collect::<Vec<_>>(),
             }),
             Slice::DnsLink => json!({
                 "dns": to_value(&spec.dns),

@@ -445,7 +445,7 @@ pub(crate) fn decode_intent(root: &Node, cx: &mut Cx) -> Option<IntentSpec> {
         .req::<String>(cx, "subscription")
         .map(|s| normalize_sub(&s));
     cx.default_sub = subscription.clone().unwrap_or_default();
-    let resource_groups = m.list::<ResourceGroup>(cx, "resource_groups");
+    let resource_groups = m.req::<Vec<ResourceGroup>>(cx, "resource_groups");
     let network_manager = m.req::<NetworkManager>(cx, "network_manager");
     let regions = m.req::<Vec<Region>>(cx, "regions");
     let network_groups = m.list::<NetworkGroup>(cx, "network_groups");

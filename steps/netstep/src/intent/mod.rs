@@ -35,7 +35,7 @@ pub use resolve::{
     VnetRef, VnetRole,
 };
 pub use rules::AZURE_REGIONS;
-pub use yaml::{MAX_DEPTH, MAX_NODES};
+pub use yaml::{MAX_DEPTH, MAX_FLOW_ITEMS, MAX_NODES};
 
 /// The largest intent file (or snapshot) accepted: 8 MiB.
 pub const MAX_FILE_SIZE: u64 = 8 * 1024 * 1024;
@@ -158,16 +158,30 @@ impl Intent {
 
     /// Loads an intent from the canonical JSON of a stored snapshot, re-validating it.
     pub fn from_snapshot_json(name: &str, bytes: &[u8]) -> Result<Intent, IntentError> {
-        // JSON is (for everything canonical_json emits) YAML 1.2 flow syntax, so the same hardened
-        // loader reads it, with positions.
-        let trimmed = bytes.trim_ascii_start();
-        if !trimmed.starts_with(b"{") {
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        if len > MAX_FILE_SIZE {
+            return Err(too_big(name, len));
+        }
+        let to_diag = |e: yaml::YamlError| {
+            IntentError::new(vec![Diagnostic {
+                file: name.to_string(),
+                line: e.pos.line,
+                col: e.pos.col,
+                path: String::new(),
+                message: e.message,
+            }])
+        };
+        let text = yaml::decode_utf8(bytes).map_err(to_diag)?;
+        if !text.trim_start().starts_with('{') {
             return Err(IntentError::whole_file(
                 name,
                 "a snapshot must be a JSON object (the canonical JSON of an intent)".into(),
             ));
         }
-        load_str(name, bytes)
+        // A snapshot is one long line of JSON: parsed by serde_json (streaming, bounded), not by
+        // the YAML scanner. Its diagnostics have paths but no line numbers.
+        let root = yaml::parse_json(text).map_err(to_diag)?;
+        from_tree(name, &root)
     }
 }
 
@@ -227,9 +241,12 @@ pub fn load_str(file_name: &str, text: &[u8]) -> Result<Intent, IntentError> {
             "the file is empty; an intent starts with `version: 1`".into(),
         ));
     };
+    from_tree(file_name, &root)
+}
+
+fn from_tree(file_name: &str, root: &yaml::Node) -> Result<Intent, IntentError> {
     let mut cx = decode::Cx::new(file_name);
-    let spec = decode::decode_intent(&root, &mut cx);
-    drop(root);
+    let spec = decode::decode_intent(root, &mut cx);
     let Some(spec) = spec else {
         return Err(IntentError::new(cx.diags));
     };

@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+/// Removes the `default` schemars derives from `Default` for fields whose real default depends
+/// on the context (e.g. "the top-level subscription").
+fn contextual_default(s: &mut schemars::Schema) {
+    s.remove("default");
+}
+
 /// Free-form Azure tags (name -> value).
 pub type Tags = BTreeMap<String, String>;
 
@@ -61,6 +67,7 @@ pub struct ResourceGroup {
     pub location: String,
     /// Subscription id; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
 }
 
@@ -89,15 +96,18 @@ pub struct NetworkManager {
     pub resource_group: String,
     /// Subscription; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// Free text.
     #[serde(default)]
     pub description: String,
     /// What the manager governs. Defaults to the top-level subscription.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub scope: Scope,
     /// Configuration types the manager may deploy. Default: [Connectivity, SecurityAdmin].
     #[serde(default)]
+    #[schemars(extend("default" = ["Connectivity", "SecurityAdmin"]))]
     pub scope_accesses: Vec<ScopeAccess>,
 }
 
@@ -147,6 +157,7 @@ pub struct Hub {
     pub resource_group: String,
     /// Subscription; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// true: netstep owns the VNet (creates and updates it, including subnets and DNS servers).
     /// false (default): the VNet exists and is owned elsewhere; netstep only tags it and onboards
@@ -181,6 +192,7 @@ pub struct Spoke {
     pub resource_group: String,
     /// Subscription; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// See `Hub.managed`. Default false.
     #[serde(default)]
@@ -217,6 +229,7 @@ pub enum FirewallTier {
 pub struct Firewall {
     /// Firewall name. Required unless `id` is given.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub name: String,
     /// Full resource id of an existing firewall (alternative to name/resource_group/subscription;
     /// the loader splits it into those fields).
@@ -224,9 +237,11 @@ pub struct Firewall {
     pub id: Option<String>,
     /// Resource group; defaults to the hub's.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub resource_group: String,
     /// Subscription; defaults to the hub's.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// true: netstep creates and owns the firewall. Default false (existing firewall).
     #[serde(default)]
@@ -314,6 +329,7 @@ pub struct Mesh {
     pub group: String,
     /// Global mesh (across regions). Default true.
     #[serde(default)]
+    #[schemars(extend("default" = true))]
     pub global: bool,
     /// Remove pre-existing peerings of members. Default false.
     #[serde(default)]
@@ -340,7 +356,7 @@ pub struct HubAndSpoke {
     /// Remove pre-existing peerings of spokes. Default false.
     #[serde(default)]
     pub delete_existing_peering: bool,
-    /// Regions to expand to; default all regions of the intent.
+    /// Regions to expand to; default (empty) all regions of the intent.
     #[serde(default)]
     pub regions: Vec<String>,
 }
@@ -404,8 +420,9 @@ pub struct SecurityAdmin {
     /// Free text.
     #[serde(default)]
     pub description: String,
-    /// Default [None].
+    /// Whether the rules also apply to services using network intent policies. Default [None].
     #[serde(default)]
+    #[schemars(extend("default" = ["None"]))]
     pub apply_on_network_intent_policy_based_services: Vec<NipService>,
     /// Rule collections.
     pub rule_collections: Vec<AdminRuleCollection>,
@@ -510,9 +527,11 @@ pub struct AdminRule {
     pub destinations: Vec<AddressRef>,
     /// Source ports: "80", "1000-2000", "*" or "0-65535". Default ["0-65535"].
     #[serde(default)]
+    #[schemars(extend("default" = ["0-65535"]))]
     pub source_ports: Vec<String>,
     /// Destination ports, as `source_ports`. Default ["0-65535"].
     #[serde(default)]
+    #[schemars(extend("default" = ["0-65535"]))]
     pub destination_ports: Vec<String>,
 }
 
@@ -537,6 +556,7 @@ pub struct FirewallPolicy {
     pub resource_group: String,
     /// Subscription; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// Azure region of the parent. Children must be in the same region.
     pub location: String,
@@ -553,6 +573,7 @@ pub struct FirewallPolicy {
     pub rule_collection_groups: Vec<RuleCollectionGroup>,
     /// Per-region child policies (one per region whose hub has a firewall).
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub children: FirewallPolicyChildren,
 }
 
@@ -566,13 +587,16 @@ fn default_threat_intel() -> ThreatIntelMode {
 pub struct FirewallPolicyChildren {
     /// Child name is `<name_prefix>-<region>`; default: the parent's name.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub name_prefix: String,
     /// Default: the parent's resource group.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub resource_group: String,
     /// Must equal the parent's location (Azure requires parent and child in one region);
     /// default: the parent's location.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub location: String,
 }
 
@@ -772,6 +796,7 @@ pub struct DnsZone {
     pub resource_group: String,
     /// Subscription; defaults to the top-level `subscription`.
     #[serde(default)]
+    #[schemars(transform = contextual_default)]
     pub subscription: String,
     /// VNet links. Default: every VNet of the intent, registration off, named `link-<vnet>`.
     #[serde(default)]

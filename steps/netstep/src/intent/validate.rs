@@ -467,25 +467,32 @@ fn overlaps(v: &mut V<'_>, vnets: &[VnetRef<'_>]) {
         }
     }
     all.sort_by_key(|(c, vi, ai)| (c.start(), std::cmp::Reverse(c.end()), *vi, *ai));
-    let mut max: Option<(Cidr, usize)> = None;
+    // The prefix reaching furthest so far: (prefix, vnet index, address_space index).
+    let mut max: Option<(Cidr, usize, usize)> = None;
     for &(c, vi, ai) in &all {
-        if let Some((m, mvi)) = max {
+        if let Some((m, mvi, mai)) = max {
             if c.start() <= m.end() {
-                let other = if mvi == vi {
+                // Report on whichever comes later in the file, naming the earlier one.
+                let ((rc, rvi, rai), (oc, ovi)) = if (vi, ai) > (mvi, mai) {
+                    ((c, vi, ai), (m, mvi))
+                } else {
+                    ((m, mvi, mai), (c, vi))
+                };
+                let other = if ovi == rvi {
                     "another address prefix of the same VNet".to_string()
                 } else {
-                    vnets[mvi].name.to_string()
+                    vnets[ovi].name.to_string()
                 };
                 v.err(
-                    &format!("{}.address_space[{ai}]", vnets[vi].path),
-                    format!("{c} overlaps {other} ({m})"),
+                    &format!("{}.address_space[{rai}]", vnets[rvi].path),
+                    format!("{rc} overlaps {other} ({oc})"),
                 );
             }
             if c.end() > m.end() {
-                max = Some((c, vi));
+                max = Some((c, vi, ai));
             }
         } else {
-            max = Some((c, vi));
+            max = Some((c, vi, ai));
         }
     }
 }

@@ -196,11 +196,31 @@ pub fn decode_utf8(bytes: &[u8]) -> Result<&str, YamlError> {
     }
 }
 
+/// Maximum number of flow-style item starts (`[`, `{`, `,`, counted anywhere in the text).
+///
+/// The YAML scanner buffers a whole flow collection (`[...]`, `{...}`) before emitting its
+/// first event (the collection could be an implicit key), so memory grows with the number of
+/// tokens inside flow collections. Capping their possible number keeps memory bounded; large
+/// lists belong in block style (`- item`), which is streamed.
+pub const MAX_FLOW_ITEMS: usize = 50_000;
+
 /// Rejects control characters YAML forbids, with a position, before the scanner sees them (the
-/// scanner's own message for them is less helpful).
+/// scanner's own message for them is less helpful), and enforces [`MAX_FLOW_ITEMS`].
 fn check_printable(text: &str) -> Result<(), YamlError> {
     let (mut line, mut col) = (1u32, 1u32);
+    let mut flow_items = 0usize;
     for ch in text.chars() {
+        if matches!(ch, '[' | '{' | ',') {
+            flow_items += 1;
+            if flow_items > MAX_FLOW_ITEMS {
+                return Err(YamlError {
+                    pos: Pos { line, col },
+                    message: format!(
+                        "more than {MAX_FLOW_ITEMS} flow-style items (`[`, `{{`, `,`); write long lists in block style (one `- item` per line)"
+                    ),
+                });
+            }
+        }
         let bad = matches!(ch, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}')
             || ch == '\u{fffe}'
             || ch == '\u{ffff}';
@@ -258,7 +278,11 @@ fn parse_inner(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> 
                         line: u32::try_from(m.line()).unwrap_or(u32::MAX),
                         col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
                     },
-                    message: format!("YAML syntax error: {}", e.info()),
+                    message: if e.info().contains("recursion limit") {
+                        "nesting is too deep (YAML parser recursion limit); an intent file never needs this".to_string()
+                    } else {
+                        format!("YAML syntax error: {}", e.info())
+                    },
                 });
             }
             Some(Ok(x)) => x,
@@ -416,5 +440,118 @@ fn attach(
                 Ok(())
             }
         },
+    }
+}
+
+/// Parses a JSON document (a stored snapshot) into the same node tree, without positions
+/// (every node gets line 0). Strings become quoted scalars, numbers/booleans/null plain ones.
+/// Duplicate keys are errors; at most [`MAX_NODES`] nodes and serde_json's nesting limit (128)
+/// apply, so memory stays bounded.
+pub fn parse_json(text: &str) -> Result<Node, YamlError> {
+    use serde::de::DeserializeSeed;
+    let budget = std::cell::Cell::new(0usize);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let node = JsonSeed { budget: &budget }
+        .deserialize(&mut de)
+        .and_then(|n| de.end().map(|()| n))
+        .map_err(|e| YamlError {
+            pos: Pos {
+                line: u32::try_from(e.line()).unwrap_or(u32::MAX),
+                col: u32::try_from(e.column()).unwrap_or(u32::MAX),
+            },
+            message: format!("invalid snapshot JSON: {e}"),
+        })?;
+    Ok(node)
+}
+
+struct JsonSeed<'b> {
+    budget: &'b std::cell::Cell<usize>,
+}
+
+impl JsonSeed<'_> {
+    fn count<E: serde::de::Error>(&self) -> Result<(), E> {
+        let n = self.budget.get() + 1;
+        self.budget.set(n);
+        if n > MAX_NODES {
+            return Err(E::custom(format!("more than {MAX_NODES} nodes")));
+        }
+        Ok(())
+    }
+
+    fn scalar<E: serde::de::Error>(&self, value: String, plain: bool) -> Result<Node, E> {
+        self.count()?;
+        Ok(Node {
+            pos: Pos::default(),
+            kind: NodeKind::Scalar { value, plain },
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonSeed<'_> {
+    type Value = Node;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonSeed<'_> {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Node, E> {
+        self.scalar(v.to_string(), true)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Node, E> {
+        self.scalar(v.to_string(), true)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Node, E> {
+        self.scalar(v.to_string(), true)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Node, E> {
+        self.scalar(v.to_string(), true)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Node, E> {
+        self.scalar(v.to_string(), false)
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Node, E> {
+        self.scalar(v, false)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Node, E> {
+        self.scalar("null".to_string(), true)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        self.count::<A::Error>()?;
+        let mut items = Vec::new();
+        while let Some(n) = seq.next_element_seed(JsonSeed {
+            budget: self.budget,
+        })? {
+            items.push(n);
+        }
+        Ok(Node {
+            pos: Pos::default(),
+            kind: NodeKind::Seq(items),
+        })
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        self.count::<A::Error>()?;
+        let mut entries: Vec<(Node, Node)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+            }
+            let key = self.scalar::<A::Error>(k, false)?;
+            let value = map.next_value_seed(JsonSeed {
+                budget: self.budget,
+            })?;
+            entries.push((key, value));
+        }
+        Ok(Node {
+            pos: Pos::default(),
+            kind: NodeKind::Map(entries),
+        })
     }
 }
