@@ -735,6 +735,51 @@ fn spoke_group_must_not_match_the_hub() {
 }
 
 #[test]
+fn group_condition_rules() {
+    let y = edit(
+        "        - {tag: env, equals: prod}\n",
+        "        - {tag: env, equals: prod}\n        - {tag: \"team/x\", equals: web}\n        - {tag: env, equals: dev}\n",
+    );
+    expect(
+        &y,
+        "network_groups[1].match.all_of[1].tag",
+        "cannot contain '/'",
+        "team/x",
+    );
+    expect(
+        &y,
+        "network_groups[1].match.all_of[2].tag",
+        "tested twice",
+        "equals: dev",
+    );
+    let y = edit(
+        "  - name: nonprod\n    match: {tag: env, equals: nonprod}\n",
+        "  - name: nonprod\n",
+    );
+    expect(
+        &y,
+        "network_groups[2]",
+        "neither `match` nor `static_members`",
+        "  - name: nonprod\n",
+    );
+}
+
+#[test]
+fn unquoted_star_explains_itself() {
+    let y = edit(
+        "destination_ports: [\"443\", 8080]",
+        "destination_ports: [*]",
+    );
+    let e = errors(&y);
+    assert_eq!(e.diagnostics().len(), 1, "{e}");
+    assert!(
+        e.diagnostics()[0].message.contains("quote it: \"*\""),
+        "{e}"
+    );
+    assert_eq!(e.diagnostics()[0].line, line_of(&y, "[*]"));
+}
+
+#[test]
 fn reserved_tags() {
     let y = edit(
         "      managed: true\n      address_space: [10.1.0.0/22]",

@@ -108,7 +108,8 @@ pub struct ResolvedConnectivity {
     pub groups: Vec<String>,
     /// `isGlobal`.
     pub is_global: bool,
-    /// `groupConnectivity: DirectlyConnected`.
+    /// `groupConnectivity: DirectlyConnected` (hub-and-spoke with direct spoke connectivity;
+    /// always false for a mesh).
     pub direct_connectivity: bool,
     /// `useHubGateway`.
     pub use_hub_gateway: bool,
@@ -436,7 +437,8 @@ impl Intent {
                 hub_vnet_id: None,
                 groups: vec![m.group.clone()],
                 is_global: m.global,
-                direct_connectivity: true,
+                // In a mesh every member is connected anyway; AVNM expects "None" here.
+                direct_connectivity: false,
                 use_hub_gateway: false,
                 delete_existing_peering: m.delete_existing_peering,
                 capabilities: c.connectivity_capabilities,

@@ -520,14 +520,13 @@ fn network_groups(v: &mut V<'_>, spec: &IntentSpec, vnets: &[VnetRef<'_>]) -> Ve
         }
         let mut seen = HashSet::new();
         for (ci, c) in g.match_all.iter().enumerate() {
-            let cp = format!("{p}.match");
-            let cp = if g.match_all.len() > 1 || v.it.locs.contains_key(&format!("{cp}[0]")) {
-                format!("{cp}[{ci}]")
-            } else if v.it.locs.contains_key(&format!("{cp}.all_of[{ci}]")) {
-                format!("{cp}.all_of[{ci}]")
-            } else {
-                cp
-            };
+            // The condition's path depends on how `match` was written: a single condition,
+            // `all_of: [...]`, or a list.
+            let m = format!("{p}.match");
+            let cp = [format!("{m}.all_of[{ci}]"), format!("{m}[{ci}]")]
+                .into_iter()
+                .find(|c| v.it.locs.contains_key(c))
+                .unwrap_or(m);
             v.check(&format!("{cp}.tag"), check_tag(&c.tag, &c.equals));
             if !seen.insert(c.tag.as_str()) {
                 v.err(

@@ -280,6 +280,11 @@ fn parse_inner(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> 
                     },
                     message: if e.info().contains("recursion limit") {
                         "nesting is too deep (YAML parser recursion limit); an intent file never needs this".to_string()
+                    } else if e.info().contains("alias") || e.info().contains("anchor") {
+                        format!(
+                            "YAML syntax error: {} (a plain `*` or `&` starts an alias or anchor; quote it: \"*\")",
+                            e.info()
+                        )
                     } else {
                         format!("YAML syntax error: {}", e.info())
                     },
@@ -302,7 +307,7 @@ fn parse_inner(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> 
             }
             Event::Alias(_) => {
                 return err(
-                    "YAML aliases (*name) are not supported in intent files; write the value out"
+                    "YAML aliases (*name) are not supported in intent files; write the value out (for a literal `*`, quote it: \"*\")"
                         .into(),
                 );
             }
