@@ -1035,6 +1035,337 @@ fn registration_in_two_zones() {
     );
 }
 
+// ---- more rules ----
+
+#[test]
+fn vnet_outside_network_manager_scope() {
+    let y = edit(
+        "        resource_group: rg-spokes\n        address_space: [10.2.16.0/20]",
+        "        resource_group: rg-spokes\n        subscription: 99999999-2222-3333-4444-555555555555\n        address_space: [10.2.16.0/20]",
+    );
+    expect(
+        &y,
+        "regions[1].spokes[0].subscription",
+        "outside the network manager's scope",
+        "subscription: 9999",
+    );
+    // The resource group is declared only in the default subscription.
+    expect(
+        &y,
+        "regions[1].spokes[0].resource_group",
+        "is not declared",
+        "        resource_group: rg-spokes\n        subscription: 9999",
+    );
+}
+
+#[test]
+fn duplicate_resource_group_and_firewall() {
+    let y = edit("  - name: rg-spokes\n", "  - name: RG-NET\n");
+    expect(
+        &y,
+        "resource_groups[1].name",
+        "duplicate resource group",
+        "RG-NET",
+    );
+    let y = edit(
+        "        name: afw-existing",
+        "        name: afw-hub-westeurope\n        resource_group: rg-net",
+    );
+    expect(
+        &y,
+        "regions[1].hub.firewall.name",
+        "duplicate firewall",
+        "        name: afw-hub-westeurope\n        resource_group: rg-net",
+    );
+}
+
+#[test]
+fn firewall_reference_forms() {
+    let y = edit(
+        "      firewall:\n        name: afw-existing",
+        "      firewall: /subscriptions/x/azureFirewalls/afw",
+    );
+    expect(
+        &y,
+        "regions[1].hub.firewall",
+        "not an Azure Firewall resource id",
+        "firewall: /subscriptions/x",
+    );
+    let y = edit(
+        "        name: afw-existing",
+        "        name: afw-existing\n        id: /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-net/providers/Microsoft.Network/azureFirewalls/afw",
+    );
+    expect(
+        &y,
+        "regions[1].hub.firewall.name",
+        "give either `id` or `name`",
+        "        name: afw-existing",
+    );
+    // The shorthand forms are valid.
+    let ok = edit(
+        "      firewall:\n        name: afw-existing",
+        "      firewall: afw-existing",
+    );
+    let it = intent::load_str("i.yaml", ok.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let fw = it.regions()[1].hub.firewall.as_ref().unwrap();
+    assert_eq!(
+        (fw.name.as_str(), fw.resource_group.as_str(), fw.managed),
+        ("afw-existing", "rg-net", false)
+    );
+    let ok = edit(
+        "      firewall:\n        name: afw-existing",
+        "      firewall: /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-sec/providers/Microsoft.Network/azureFirewalls/afw-x",
+    );
+    let it = intent::load_str("i.yaml", ok.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let fw = it.regions()[1].hub.firewall.as_ref().unwrap();
+    assert_eq!(
+        (fw.name.as_str(), fw.resource_group.as_str()),
+        ("afw-x", "rg-sec")
+    );
+    assert!(
+        it.firewall_policies()[2]
+            .firewall_id
+            .as_deref()
+            .unwrap()
+            .ends_with("/resourceGroups/rg-sec/providers/Microsoft.Network/azureFirewalls/afw-x")
+    );
+}
+
+#[test]
+fn firewall_zones() {
+    let y = edit(
+        "        sku_tier: Standard",
+        "        sku_tier: Standard\n        zones: [\"1\", \"4\", \"1\"]",
+    );
+    expect(
+        &y,
+        "regions[0].hub.firewall.zones[1]",
+        "must be \"1\", \"2\" or \"3\"",
+        "zones: [",
+    );
+    expect(
+        &y,
+        "regions[0].hub.firewall.zones[2]",
+        "duplicate zone",
+        "zones: [",
+    );
+}
+
+#[test]
+fn static_member_resource_id_rules() {
+    let y = edit(
+        "    match: {tag: network_role, equals: hub}",
+        "    static_members: [/subscriptions/x/virtualNetworks/v]",
+    );
+    expect(
+        &y,
+        "network_groups[0].static_members[0]",
+        "not a VNet resource id",
+        "static_members:",
+    );
+    let id = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-other/providers/Microsoft.Network/virtualNetworks/vnet-legacy";
+    let y = edit(
+        "    match: {tag: env, equals: nonprod}",
+        &format!("    match: {{tag: env, equals: nonprod}}\n    static_members: [{id}]"),
+    );
+    expect(
+        &y,
+        "connectivity.hub_and_spoke.spoke_groups[1]",
+        "static members given by resource id",
+        "spoke_groups: [prod, nonprod]",
+    );
+}
+
+#[test]
+fn connectivity_needs_a_configuration() {
+    let y = edit(
+        "  mesh:\n    name: cc-mesh\n    group: hubs\n  hub_and_spoke:\n    name_prefix: cc-hs\n    spoke_groups: [prod, nonprod]\n",
+        "  connectivity_capabilities: {connected_group_private_endpoints_scale: Standard, connected_group_address_overlap: Allowed, peering_enforcement: Enforced}\n",
+    );
+    expect(
+        &y,
+        "connectivity",
+        "needs `mesh` and/or `hub_and_spoke`",
+        "  connectivity_capabilities:",
+    );
+}
+
+#[test]
+fn direct_connectivity_connected_group_limit() {
+    let mut spokes = String::new();
+    for i in 0..250 {
+        spokes.push_str(&format!("      - {{name: vnet-x{i}, env: prod, resource_group: rg-spokes, address_space: [10.{}.{}.0/24]}}\n", 100 + i / 256, i % 256));
+    }
+    let y = edit(
+        "    spokes:\n      - name: vnet-prod-northeurope",
+        &format!("    spokes:\n{spokes}      - name: vnet-prod-northeurope"),
+    );
+    let y = edit_in(
+        &y,
+        "    spoke_groups: [prod, nonprod]",
+        "    spoke_groups: [prod, nonprod]\n    direct_spoke_connectivity: true",
+    );
+    expect(
+        &y,
+        "connectivity.hub_and_spoke.direct_spoke_connectivity",
+        "northeurope: direct connectivity makes a connected group of 252 VNets; the limit is 250",
+        "direct_spoke_connectivity: true",
+    );
+}
+
+#[test]
+fn nip_none_alone() {
+    let y = edit(
+        "  name: sac\n",
+        "  name: sac\n  apply_on_network_intent_policy_based_services: [None, All]\n",
+    );
+    expect(
+        &y,
+        "security_admin.apply_on_network_intent_policy_based_services",
+        "`None` cannot be combined",
+        "[None, All]",
+    );
+}
+
+#[test]
+fn dns_link_rules() {
+    let long = "l".repeat(70);
+    let y = edit(
+        "      resource_group: rg-net\n      records:",
+        &format!(
+            "      resource_group: rg-net\n      links: {{name_prefix: {long}, registration_vnets: [vnet-hub-westeurope]}}\n      records:"
+        ),
+    );
+    expect(&y, "dns.zones[0].links.name_prefix", "link name:", &long);
+    let y = edit(
+        "      resource_group: rg-net\n      records:",
+        "      resource_group: rg-net\n      links: {vnets: [vnet-hub-westeurope], registration_vnets: [vnet-prod-westeurope]}\n      records:",
+    );
+    expect(
+        &y,
+        "dns.zones[0].links.registration_vnets[0]",
+        "is not linked to zone example.internal",
+        "registration_vnets: [vnet-prod",
+    );
+}
+
+#[test]
+fn dns_ttl_range() {
+    let y = edit(
+        "          type: A\n",
+        "          type: A\n          ttl: 0\n",
+    );
+    expect(
+        &y,
+        "dns.zones[0].records[0].ttl",
+        "ttl must be 1-2147483647",
+        "ttl: 0",
+    );
+}
+
+#[test]
+fn firewall_rule_shapes() {
+    let y = edit(
+        "              destination_addresses: [168.63.129.16]\n              destination_ports: [\"53\"]",
+        "              destination_ports: [\"53\"]",
+    );
+    expect(
+        &y,
+        "firewall_policy.rule_collection_groups[0].rule_collections[0].rules[0]",
+        "needs destination_addresses or destination_fqdns",
+        "            - name: dns",
+    );
+    let y = edit(
+        "              protocols: [TCP]",
+        "              protocols: [ICMP]",
+    );
+    expect(
+        &y,
+        "firewall_policy.rule_collection_groups[0].rule_collections[1].rules[0].protocols[0]",
+        "only TCP and UDP",
+        "protocols: [ICMP]",
+    );
+    let y = edit(
+        "              translated_address: 10.1.16.4",
+        "              translated_address: 10.1.16.0/24",
+    );
+    expect(
+        &y,
+        "firewall_policy.rule_collection_groups[0].rule_collections[1].rules[0].translated_address",
+        "not an IPv4 address",
+        "translated_address: 10.1.16.0/24",
+    );
+    let y = edit(
+        "              source_addresses: [10.0.0.0/8]\n              destination_addresses: [168.63.129.16]",
+        "              source_addresses: [10.0.0.1/8]\n              destination_addresses: [168.63.129.16]",
+    );
+    expect(
+        &y,
+        "firewall_policy.rule_collection_groups[0].rule_collections[0].rules[0].source_addresses[0]",
+        "the prefix is 10.0.0.0/8",
+        "10.0.0.1/8",
+    );
+}
+
+#[test]
+fn application_rule_rules() {
+    let app = "            - name: web\n              type: application\n              protocols: [{type: Https, port: 70000}]\n              source_addresses: [\"*\"]\n              target_fqdns: [\"*.example.com\", \"bad_host\"]\n              fqdn_tags: [WindowsUpdate]\n";
+    let y = edit(
+        "        - name: rc-nat\n",
+        &format!(
+            "        - name: rc-app\n          priority: 300\n          kind: filter\n          action: Allow\n          rules:\n{app}        - name: rc-nat\n"
+        ),
+    );
+    let rp = "firewall_policy.rule_collection_groups[0].rule_collections[1].rules[0]";
+    expect(
+        &y,
+        &format!("{rp}.protocols[0].port"),
+        "out of range 1-64000",
+        "port: 70000",
+    );
+    expect(
+        &y,
+        &format!("{rp}.target_fqdns[1]"),
+        "not a valid FQDN",
+        "bad_host",
+    );
+    expect(
+        &y,
+        &format!("{rp}.fqdn_tags"),
+        "not both",
+        "fqdn_tags: [WindowsUpdate]",
+    );
+}
+
+#[test]
+fn mixed_filter_collection() {
+    let app = "            - name: web\n              type: application\n              protocols: [{type: Https, port: 443}]\n              source_addresses: [\"*\"]\n              target_fqdns: [www.example.com]\n";
+    let y = edit(
+        "        - name: rc-nat\n",
+        &format!("{app}        - name: rc-nat\n"),
+    );
+    expect(
+        &y,
+        "firewall_policy.rule_collection_groups[0].rule_collections[0].rules[1].type",
+        "holds rules of one type",
+        "type: application",
+    );
+}
+
+#[test]
+fn empty_rule_collection() {
+    let y = edit(
+        "      applies_to_groups: [prod, nonprod]",
+        "      applies_to_groups: []",
+    );
+    expect(
+        &y,
+        "security_admin.rule_collections[0].applies_to_groups",
+        "at least one network group",
+        "applies_to_groups: []",
+    );
+}
+
 // ---- limits (generated intents) ----
 
 fn one_region_with_spokes(n: usize, high_scale: bool) -> String {

@@ -681,6 +681,35 @@ fn decode_firewall(
     hub_rg: &str,
     hub_sub: &str,
 ) -> Option<Firewall> {
+    // Shorthand: `firewall: afw-name` or `firewall: /subscriptions/.../azureFirewalls/afw`.
+    if let NodeKind::Scalar { .. } = &n.kind {
+        let text: String = cx.decode(n, path)?;
+        let (sub, rg, name) = if text.starts_with('/') {
+            match split_resource_id(&text, "azureFirewalls") {
+                Some(x) => x,
+                None => {
+                    cx.err(
+                        n.pos,
+                        path,
+                        format!("`{text}` is not an Azure Firewall resource id (/subscriptions/<guid>/resourceGroups/<rg>/providers/Microsoft.Network/azureFirewalls/<name>)"),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            (hub_sub.to_string(), hub_rg.to_string(), text)
+        };
+        return Some(Firewall {
+            name,
+            id: None,
+            resource_group: rg,
+            subscription: sub,
+            managed: false,
+            sku_tier: None,
+            zones: Vec::new(),
+            public_ip: None,
+        });
+    }
     let m = cx.map(
         n,
         path,

@@ -175,8 +175,10 @@ pub struct Hub {
     /// Custom DNS servers (IPv4); empty means Azure-provided DNS.
     #[serde(default)]
     pub dns_servers: Vec<String>,
-    /// The hub's Azure Firewall, managed or an existing one.
+    /// The hub's Azure Firewall: managed, or an existing one referenced by a mapping, by its
+    /// name alone or by its resource id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<FirewallInput>")]
     pub firewall: Option<Firewall>,
 }
 
@@ -255,6 +257,16 @@ pub struct Firewall {
     /// Public IP resource name of a managed firewall (default `pip-<firewall name>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+}
+
+/// How a hub's firewall may be written.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FirewallInput {
+    /// An existing firewall's name (in the hub's resource group) or full resource id.
+    Reference(String),
+    /// The full form.
+    Spec(Firewall),
 }
 
 /// One tag condition of a network group: the VNet's tag `tag` equals `equals`.

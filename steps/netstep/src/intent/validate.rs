@@ -666,9 +666,12 @@ fn connectivity(v: &mut V<'_>, spec: &IntentSpec, vnets: &[VnetRef<'_>], groups:
                     );
             }
         }
+        let prefix_ok = check_name(NameKind::Avnm, &hs.name_prefix).is_ok();
         for region in v.it.hub_and_spoke_regions() {
             let cname = format!("{}-{region}", hs.name_prefix);
-            if v.name(&format!("{base}.name_prefix"), NameKind::Avnm, &cname) {
+            // An invalid prefix is reported once above; otherwise check the expanded name
+            // (its length grows with the region name).
+            if prefix_ok && v.name(&format!("{base}.name_prefix"), NameKind::Avnm, &cname) {
                 config_names.push((format!("{base}.name_prefix"), cname));
             }
             let hub = spec
@@ -680,7 +683,9 @@ fn connectivity(v: &mut V<'_>, spec: &IntentSpec, vnets: &[VnetRef<'_>], groups:
             for gname in &ok_groups {
                 let dname = Intent::derived_group_name(gname, region);
                 let gp = format!("{base}.spoke_groups");
-                if check_name(NameKind::Avnm, &dname).is_err() {
+                if check_name(NameKind::Avnm, gname).is_ok()
+                    && check_name(NameKind::Avnm, &dname).is_err()
+                {
                     v.err(
                         &gp,
                         format!("derived per-region group name `{dname}` is longer than 64 characters or invalid; shorten `{gname}`"),
