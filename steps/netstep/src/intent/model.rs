@@ -269,6 +269,16 @@ pub enum FirewallInput {
     Spec(Firewall),
 }
 
+/// A port or port range: a string (`"80"`, `"1000-2000"`, `"*"`) or a plain integer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortInput {
+    /// `"80"`, `"1000-2000"` or `"*"`.
+    Text(String),
+    /// A single port.
+    Number(u16),
+}
+
 /// One tag condition of a network group: the VNet's tag `tag` equals `equals`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -304,9 +314,9 @@ pub struct NetworkGroup {
     #[serde(default)]
     pub description: String,
     /// Dynamic membership: VNets whose tags satisfy all conditions (implemented with an Azure
-    /// Policy `addToNetworkGroup`). Canonical form: always the `all_of` list.
+    /// Policy `addToNetworkGroup`). Canonical form: the list of conditions.
     #[serde(default, rename = "match")]
-    #[schemars(with = "Option<MatchInput>")]
+    #[schemars(with = "Option<MatchInput>", transform = contextual_default)]
     pub match_all: Vec<TagCondition>,
     /// Static members: VNet names from this intent or full VNet resource ids.
     #[serde(default)]
@@ -539,11 +549,11 @@ pub struct AdminRule {
     pub destinations: Vec<AddressRef>,
     /// Source ports: "80", "1000-2000", "*" or "0-65535". Default ["0-65535"].
     #[serde(default)]
-    #[schemars(extend("default" = ["0-65535"]))]
+    #[schemars(with = "Vec<PortInput>", extend("default" = ["0-65535"]))]
     pub source_ports: Vec<String>,
     /// Destination ports, as `source_ports`. Default ["0-65535"].
     #[serde(default)]
-    #[schemars(extend("default" = ["0-65535"]))]
+    #[schemars(with = "Vec<PortInput>", extend("default" = ["0-65535"]))]
     pub destination_ports: Vec<String>,
 }
 
@@ -740,6 +750,7 @@ pub struct NetworkRule {
     #[serde(default)]
     pub destination_addresses: Vec<String>,
     /// Destination ports: "443", "8000-8080", "*".
+    #[schemars(with = "Vec<PortInput>")]
     pub destination_ports: Vec<String>,
     /// Destination FQDNs (requires DNS proxy).
     #[serde(default)]
@@ -783,10 +794,12 @@ pub struct NatRule {
     /// The firewall's public IP address(es).
     pub destination_addresses: Vec<String>,
     /// Destination ports.
+    #[schemars(with = "Vec<PortInput>")]
     pub destination_ports: Vec<String>,
     /// Private IP the traffic is translated to.
     pub translated_address: String,
     /// Port the traffic is translated to.
+    #[schemars(with = "PortInput")]
     pub translated_port: String,
 }
 

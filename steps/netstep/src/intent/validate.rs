@@ -108,7 +108,7 @@ pub(crate) fn validate(it: &Intent) -> Vec<Diagnostic> {
     overlaps(&mut v, &vnets);
     let groups = network_groups(&mut v, spec, &vnets);
     connectivity(&mut v, spec, &vnets, &groups);
-    security_admin(&mut v, spec, &groups);
+    security_admin(&mut v, spec);
     firewall_policy(&mut v, spec);
     dns(&mut v, spec, &vnets);
     v.diags
@@ -786,7 +786,7 @@ fn address_ref(v: &mut V<'_>, spec: &IntentSpec, path: &str, a: &AddressRef) {
     }
 }
 
-fn security_admin(v: &mut V<'_>, spec: &IntentSpec, _groups: &[ResolvedGroup]) {
+fn security_admin(v: &mut V<'_>, spec: &IntentSpec) {
     let Some(sa) = &spec.security_admin else {
         return;
     };
