@@ -230,3 +230,61 @@ fn missing_file_and_directory() {
         "{e}"
     );
 }
+
+#[test]
+fn random_mutations_of_a_valid_intent_never_panic() {
+    // Deterministic mutations (delete/duplicate/replace bytes and lines) of the valid example:
+    // every outcome must be Ok or an IntentError with at least one diagnostic.
+    let base = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/intents/minimal.yaml"),
+    )
+    .unwrap();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet = b" -:[]{},\"'#&*!|>\n0123456789abcxyz./";
+    let mut rejected = 0;
+    for _ in 0..3000 {
+        let mut y = base.clone();
+        for _ in 0..(1 + next() % 4) {
+            let len = y.len() as u64;
+            let at = usize::try_from(next() % len).unwrap();
+            match next() % 4 {
+                0 => {
+                    y.remove(at);
+                }
+                1 => y.insert(
+                    at,
+                    alphabet[usize::try_from(next() % alphabet.len() as u64).unwrap()],
+                ),
+                2 => y[at] = alphabet[usize::try_from(next() % alphabet.len() as u64).unwrap()],
+                _ => {
+                    // Duplicate a line.
+                    let start = y[..at]
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |p| p + 1);
+                    let end = y[at..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(y.len(), |p| at + p + 1);
+                    let line = y[start..end].to_vec();
+                    y.splice(start..start, line);
+                }
+            }
+        }
+        if let Err(e) = intent::load_str("m.yaml", &y) {
+            assert!(!e.diagnostics().is_empty());
+            rejected += 1;
+        }
+    }
+    assert!(
+        rejected > 1000,
+        "mutations should mostly break the intent ({rejected})"
+    );
+}
