@@ -94,6 +94,18 @@ fn groups_include_per_region_derivations() {
     assert_eq!(d.conditions.len(), 1);
     assert_eq!(d.conditions[0].tag, "env");
     assert_eq!(d.conditions[0].equals, "prod");
+    assert_eq!(
+        d.policy_condition().unwrap(),
+        serde_json::json!({"allOf": [
+            {"field": "type", "equals": "Microsoft.Network/virtualNetworks"},
+            {"field": "tags['env']", "equals": "prod"},
+            {"field": "location", "equals": "westeurope"}
+        ]})
+    );
+    assert_eq!(
+        it.group("global-hubs").unwrap().policy_condition().unwrap()["allOf"][1],
+        serde_json::json!({"field": "tags['network_role']", "equals": "hub"})
+    );
     let members: Vec<&str> = it
         .group_members("all-prod-spokes-westeurope")
         .iter()

@@ -1527,3 +1527,27 @@ fn bad_fixture_files() {
     }
     assert!(n >= 5, "expected the bad/ fixtures");
 }
+
+#[test]
+fn static_only_groups_have_no_policy_and_narrow_by_region() {
+    let y = edit(
+        "  - name: nonprod\n    match: {tag: env, equals: nonprod}\n",
+        "  - name: nonprod\n    static_members: [vnet-nonprod-westeurope]\n",
+    );
+    let it = intent::load_str("i.yaml", y.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let g = it.group("nonprod").unwrap();
+    assert!(g.policy_condition().is_none());
+    assert!(g.static_members[0].ends_with("/virtualNetworks/vnet-nonprod-westeurope"));
+    let we = it.group("nonprod-westeurope").unwrap();
+    assert_eq!(we.static_members, g.static_members);
+    assert!(we.policy_condition().is_none());
+    let ne = it.group("nonprod-northeurope").unwrap();
+    assert!(ne.static_members.is_empty());
+    assert!(it.group_members("nonprod-northeurope").is_empty());
+    let names: Vec<&str> = it
+        .group_members("nonprod-westeurope")
+        .iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["vnet-nonprod-westeurope"]);
+}

@@ -80,6 +80,32 @@ pub struct ResolvedGroup {
     pub derived_from: Option<String>,
 }
 
+impl ResolvedGroup {
+    /// The `if` condition of the Azure Policy (mode `Microsoft.Network.Data`, effect
+    /// `addToNetworkGroup`) implementing the group's dynamic membership: VNets whose tags satisfy
+    /// every condition (and, for a derived group, whose location is the region). `None` for a
+    /// group with static members only (a region condition alone would match every VNet of the
+    /// region).
+    pub fn policy_condition(&self) -> Option<serde_json::Value> {
+        if self.conditions.is_empty() {
+            return None;
+        }
+        let mut all = vec![serde_json::json!({
+            "field": "type",
+            "equals": "Microsoft.Network/virtualNetworks"
+        })];
+        for c in &self.conditions {
+            all.push(
+                serde_json::json!({"field": format!("tags['{}']", c.tag), "equals": c.equals}),
+            );
+        }
+        if let Some(r) = &self.region {
+            all.push(serde_json::json!({"field": "location", "equals": r}));
+        }
+        Some(serde_json::json!({ "allOf": all }))
+    }
+}
+
 /// Connectivity topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Topology {
