@@ -1,7 +1,7 @@
 //! Node tree -> typed model, collecting every problem (unknown fields, wrong types, missing
 //! fields) with its position, and filling every default.
 //!
-//! Typing rules (see docs/intent.md, "YAML typing"): a plain (unquoted) scalar that YAML 1.1 or
+//! Typing rules (see docs/intent.md, "YAML rules"): a plain (unquoted) scalar that YAML 1.1 or
 //! 1.2 tools would read as a boolean, null or number (`yes`, `no`, `on`, `1.0`, `0x1F`, `~`) is
 //! NOT accepted where a string belongs; quote it. Numbers must be plain decimal integers (a
 //! quoted "300" is not a number). Booleans are exactly `true` or `false`.
@@ -1175,7 +1175,7 @@ impl FromNode for FwRule {
             );
             return None;
         };
-        let Some((tk, tv)) = entries.iter().find(|(k, _)| k.key_str() == "type") else {
+        let Some((_, tv)) = entries.iter().find(|(k, _)| k.key_str() == "type") else {
             cx.err(
                 n.pos,
                 &join(path, "type"),
@@ -1183,7 +1183,6 @@ impl FromNode for FwRule {
             );
             return None;
         };
-        let _ = tk;
         let t: String = cx.decode(tv, &join(path, "type"))?;
         let common = [
             "type",
