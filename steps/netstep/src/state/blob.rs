@@ -44,8 +44,34 @@ pub(crate) fn http_parts(e: &azure_core::Error) -> (Option<u16>, Option<String>)
     }
 }
 
+/// The first line of `<Message>` in a storage error body.
+fn service_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Message>")? + "<Message>".len();
+    let end = start + text[start..].find("</Message>")?;
+    let first = text[start..end].lines().next()?.trim();
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
 fn describe(e: &azure_core::Error) -> String {
     use std::error::Error as _;
+    if let ErrorKind::HttpResponse {
+        status,
+        raw_response: Some(raw),
+        ..
+    } = e.kind()
+    {
+        let message = service_message(raw.body().as_ref())
+            .unwrap_or_else(|| status.canonical_reason().into_owned());
+        let request_id = raw
+            .headers()
+            .get_optional_string(&azure_core::http::headers::HeaderName::from_static(
+                "x-ms-request-id",
+            ))
+            .map(|id| format!(" (request id {id})"))
+            .unwrap_or_default();
+        return format!("{message}{request_id}");
+    }
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -293,5 +319,20 @@ impl BlobBackend {
             .await
             .map(|_| ())
             .map_err(|e| map_err(op, name, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn service_message_first_line() {
+        let body = br#"<?xml version="1.0" encoding="utf-8"?><Error><Code>ContainerNotFound</Code><Message>The specified container does not exist.
+RequestId:abc
+Time:2026-11-26T10:40:41Z</Message></Error>"#;
+        assert_eq!(
+            super::service_message(body).as_deref(),
+            Some("The specified container does not exist.")
+        );
+        assert_eq!(super::service_message(b""), None);
     }
 }

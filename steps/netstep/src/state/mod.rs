@@ -51,6 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
+use azure_core::http::{ExponentialRetryOptions, RetryOptions};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -104,6 +105,9 @@ pub struct StoreOptions {
     pub blob_api_version: Option<String>,
     /// How often a waiting [`StateStore::acquire_lock`] retries.
     pub lock_poll_interval: Duration,
+    /// Total time the SDK may spend retrying one blob request (throttling, 5xx, connection
+    /// failures) before the operation fails as `Unavailable` (transient).
+    pub retry_max_elapsed: Duration,
 }
 
 impl Default for StoreOptions {
@@ -111,6 +115,7 @@ impl Default for StoreOptions {
         StoreOptions {
             blob_api_version: None,
             lock_poll_interval: Duration::from_secs(1),
+            retry_max_elapsed: Duration::from_secs(60),
         }
     }
 }
@@ -446,6 +451,11 @@ impl StateStore {
         if let Some(v) = version {
             client_options.version = v;
         }
+        client_options.client_options.retry = RetryOptions::exponential(ExponentialRetryOptions {
+            max_total_elapsed: azure_core::time::Duration::try_from(options.retry_max_elapsed)
+                .unwrap_or(azure_core::time::Duration::seconds(60)),
+            ..ExponentialRetryOptions::default()
+        });
         let api_version = client_options.version.clone();
         let shown_url = redact_secrets(parsed.as_str());
         let client = BlobContainerClient::new(parsed, credential, Some(client_options))
