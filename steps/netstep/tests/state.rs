@@ -504,6 +504,117 @@ async fn lease_expiry_and_renewal(fx: Fx) {
     tokio::join!(expiry, renewal);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Two processes: the holder is a child process (this test binary re-run on an ignored helper
+// test), killed with SIGKILL while holding the lease.
+// ---------------------------------------------------------------------------------------------
+
+const CHILD_ENV: &str = "NETSTEP_TEST_LEASE_CHILD";
+const CHILD_READY: &str = "NETSTEP-LEASE-ACQUIRED";
+
+/// Helper process for [`lease_held_by_killed_process`]; not a test on its own.
+#[test]
+#[ignore = "helper process of the two-process lease test; started by it"]
+fn lease_holder_child_process() {
+    let spec = std::env::var(CHILD_ENV).expect("only run by the two-process lease test");
+    let mut parts = spec.splitn(3, '\n');
+    let (ttl, name, url) = (
+        parts.next().unwrap().parse::<u64>().unwrap(),
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = StateStore::open(&url, None).await.unwrap();
+        let holder = format!("child process {}", std::process::id());
+        let g = s
+            .acquire_lock(
+                &name,
+                &holder,
+                Duration::from_secs(ttl),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        use std::io::Write;
+        println!("{CHILD_READY}");
+        std::io::stdout().flush().unwrap();
+        // Work "forever" (renewing); the parent kills this process.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        g.release().await.unwrap();
+    });
+}
+
+/// Kills the child (by PID) if the test fails before doing so.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn lease_held_by_killed_process(fx: Fx) {
+    use std::io::BufRead;
+    let ttl = if fx.is_blob() { 15 } else { 2 };
+    let name = "avnm-globojava";
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lease_holder_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, format!("{ttl}\n{name}\n{}", fx.url()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(CHILD_READY) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(120)))
+        .await
+        .unwrap()
+        .expect("child process did not acquire the lease");
+    let pid = child.0.id();
+
+    let s = fx.store().await;
+    let ttl = Duration::from_secs(ttl);
+    let e = expect_err(
+        s.acquire_lock(name, "parent", ttl, Duration::from_millis(500))
+            .await,
+        StateErrorKind::LockHeld,
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("held by child process {pid}")),
+        "{e}"
+    );
+    // SIGKILL: no release, no more renewals. The lease expires and the parent takes over.
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let g = s
+        .acquire_lock(name, "parent", ttl, ttl * 3)
+        .await
+        .expect("lease of the killed process taken over");
+    g.release().await.unwrap();
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod state_store {
@@ -532,6 +643,7 @@ both_backends!(
     record_of_other_run_rejected,
     lease_exclusive_and_released,
     lease_expiry_and_renewal,
+    lease_held_by_killed_process,
 );
 
 // ---------------------------------------------------------------------------------------------
