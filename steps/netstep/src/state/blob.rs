@@ -202,7 +202,10 @@ impl BlobBackend {
             .await
         {
             Ok(r) => Ok(r.etag.map(|e| e.to_string()).unwrap_or_default()),
-            Err(e) if is_code(&e, 412, &["ConditionNotMet"]) || is_code(&e, 404, &[]) => {
+            Err(e)
+                if is_code(&e, 412, &["ConditionNotMet"])
+                    || is_code(&e, 404, &["BlobNotFound"]) =>
+            {
                 let mut err = map_err(op, name, &e);
                 err = StateError::new(
                     StateErrorKind::Conflict,

@@ -95,12 +95,42 @@ fn lost_error(name: &str, path: &str, why: &str) -> StateError {
 }
 
 /// Shared between the guard and its renewal task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     lost: Mutex<Option<String>>,
+    /// When the lease was last acquired or renewed, and for how long that makes it valid.
+    renewed: Mutex<Instant>,
+    validity: Duration,
 }
 
 impl Shared {
+    fn new(validity: Duration) -> Self {
+        Shared {
+            lost: Mutex::new(None),
+            renewed: Mutex::new(Instant::now()),
+            validity,
+        }
+    }
+    fn renewed_now(&self) {
+        if let Ok(mut r) = self.renewed.lock() {
+            *r = Instant::now();
+        }
+    }
+    /// Why the lease can no longer be relied on, if it cannot: renewal was rejected, or it has
+    /// not succeeded for the whole validity period (the service may have expired it).
+    fn problem(&self) -> Option<String> {
+        if let Some(why) = self.lost() {
+            return Some(why);
+        }
+        let since = self.renewed.lock().ok()?.elapsed();
+        (since >= self.validity).then(|| {
+            format!(
+                "not renewed for {:.1}s (lease valid for {}s); it may have expired",
+                since.as_secs_f64(),
+                self.validity.as_secs()
+            )
+        })
+    }
     fn mark_lost(&self, why: String) {
         tracing::error!(reason = %why, "network lease lost");
         if let Ok(mut l) = self.lost.lock() {
@@ -161,11 +191,11 @@ impl LockGuard {
     }
     /// False once renewal failed (the lease may now belong to someone else).
     pub fn is_held(&self) -> bool {
-        self.held.is_some() && self.shared.lost().is_none()
+        self.held.is_some() && self.shared.problem().is_none()
     }
-    /// `Err(LockLost)` once renewal failed.
+    /// `Err(LockLost)` once renewal failed or has not succeeded for the lease's whole validity.
     pub fn check(&self) -> Result<(), StateError> {
-        match self.shared.lost() {
+        match self.shared.problem() {
             Some(why) => Err(lost_error(&self.name, &self.path, &why)),
             None => Ok(()),
         }
@@ -269,12 +299,12 @@ pub(crate) async fn acquire(
     } else {
         holder
     };
-    let shared = Arc::new(Shared::default());
     let (stop, stop_rx) = watch::channel(false);
-    let (held, renewer) = match backend {
+    let (held, renewer, shared) = match backend {
         Backend::Blob(b) => {
             let (lease_id, duration) =
                 acquire_blob(b, name, &path, &holder, ttl, wait, poll).await?;
+            let shared = Arc::new(Shared::new(duration));
             let renewer = tokio::spawn(renew_blob(
                 b.clone(),
                 path.clone(),
@@ -289,10 +319,12 @@ pub(crate) async fn acquire(
                     lease_id,
                 },
                 renewer,
+                shared,
             )
         }
         Backend::File(f) => {
             let (etag, info) = acquire_file(f, name, &path, &holder, ttl, wait, poll).await?;
+            let shared = Arc::new(Shared::new(ttl));
             let etag = Arc::new(Mutex::new(etag));
             let renewer = tokio::spawn(renew_file(
                 f.clone(),
@@ -309,6 +341,7 @@ pub(crate) async fn acquire(
                     etag,
                 },
                 renewer,
+                shared,
             )
         }
     };
@@ -414,6 +447,7 @@ async fn renew_blob(
         match b.renew_lease("renew_lock", &path, &lease_id).await {
             Ok(()) => {
                 last_ok = Instant::now();
+                shared.renewed_now();
                 tracing::debug!(lock = %path, "lease renewed");
             }
             Err(e) => {
@@ -521,6 +555,7 @@ async fn renew_file(
         match f.replace("renew_lock", &path, bytes, &current).await {
             Ok(new) => {
                 last_ok = Instant::now();
+                shared.renewed_now();
                 if let Ok(mut e) = etag.lock() {
                     *e = new;
                 }
@@ -537,5 +572,56 @@ async fn renew_file(
                 tracing::warn!(lock = %path, error = %e, "lock renewal failed; retrying");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_renewal_means_not_held() {
+        let s = Shared::new(Duration::from_millis(20));
+        assert!(s.problem().is_none());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(s.problem().unwrap().contains("not renewed"));
+        s.renewed_now();
+        assert!(s.problem().is_none());
+        s.mark_lost("rejected".into());
+        assert_eq!(s.problem().as_deref(), Some("rejected"));
+    }
+
+    #[tokio::test]
+    async fn file_lock_takeover_of_damaged_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = FileBackend::new(dir.path().to_owned());
+        std::fs::create_dir_all(dir.path().join("leases")).unwrap();
+        std::fs::write(dir.path().join("leases/net"), b"garbage").unwrap();
+        let backend = Backend::File(f);
+        let g = acquire(
+            &backend,
+            "net",
+            "me",
+            Duration::from_secs(5),
+            Duration::ZERO,
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap();
+        assert!(g.is_held());
+        let e = acquire(
+            &backend,
+            "net",
+            "other",
+            Duration::from_secs(5),
+            Duration::ZERO,
+            Duration::from_millis(10),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), StateErrorKind::LockHeld);
+        assert!(e.to_string().contains("held by me since"), "{e}");
+        g.release().await.unwrap();
+        assert!(!dir.path().join("leases/net").exists());
     }
 }
