@@ -761,6 +761,116 @@ mod state_blob {
         assert!(!leaks(&logged), "signature logged:\n{logged}");
     }
 
+    /// A credential whose token request fails (as an unreachable identity endpoint would).
+    #[derive(Debug)]
+    struct NoToken;
+
+    #[async_trait::async_trait]
+    impl azure_core::credentials::TokenCredential for NoToken {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                "no identity available",
+            ))
+        }
+    }
+
+    /// The Entra ID path: https URL without SAS plus a `TokenCredential` (bearer token), against
+    /// Azurite in `--oauth basic` mode over TLS.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn token_credential_over_https() {
+        use netstep_testsupport::AzuriteToken;
+        let az = tokio::task::spawn_blocking(Azurite::start_oauth)
+            .await
+            .unwrap();
+        az.create_container("netstep-state").await;
+        let url = az.container_url_without_sas("netstep-state");
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        let options = || StoreOptions {
+            transport: az.transport(),
+            retry_max_elapsed: Duration::from_secs(2),
+            lock_poll_interval: Duration::from_millis(200),
+            ..StoreOptions::default()
+        };
+        // Neither SAS nor credential: a usage error before any request.
+        expect_err(
+            StateStore::open_with(&url, None, options()).await,
+            StateErrorKind::InvalidUrl,
+        );
+        // A credential over plain http is refused (the token would travel in clear text).
+        let plain = url.replacen("https://", "http://", 1);
+        expect_err(
+            StateStore::open_with(&plain, Some(AzuriteToken::storage()), options()).await,
+            StateErrorKind::InvalidUrl,
+        );
+
+        let s = StateStore::open_with(&url, Some(AzuriteToken::storage()), options())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.put_snapshot(RUN, br#"{"v":1}"#).await.unwrap(),
+            SnapshotOutcome::Created,
+            "{}",
+            az.logs()
+        );
+        assert_eq!(
+            s.get_snapshot(RUN).await.unwrap(),
+            Some(br#"{"v":1}"#.to_vec())
+        );
+        let r = record("tag-groups", Status::Converged);
+        s.put_record(&r).await.unwrap();
+        assert_eq!(s.get_record(RUN, "tag-groups").await.unwrap(), Some(r));
+        assert_eq!(s.list_records(RUN).await.unwrap(), ["tag-groups"]);
+        let g = s
+            .acquire_lock(
+                "avnm-globojava",
+                "bearer",
+                Duration::from_secs(15),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        let other = StateStore::open_with(&url, Some(AzuriteToken::storage()), options())
+            .await
+            .unwrap();
+        let e = expect_err(
+            other
+                .acquire_lock(
+                    "avnm-globojava",
+                    "x",
+                    Duration::from_secs(15),
+                    Duration::ZERO,
+                )
+                .await,
+            StateErrorKind::LockHeld,
+        );
+        assert!(e.to_string().contains("held by bearer"), "{e}");
+        g.release().await.unwrap();
+
+        // A token for another audience: 403, an authorization failure (permanent).
+        let wrong = StateStore::open_with(
+            &url,
+            Some(AzuriteToken::with_audience("https://management.azure.com")),
+            options(),
+        )
+        .await
+        .unwrap();
+        let e = expect_err(wrong.get_snapshot(RUN).await, StateErrorKind::Auth);
+        assert_eq!(e.status(), Some(403), "{e}");
+        assert!(!e.is_transient() && !e.is_invalid_input());
+
+        // No token at all: an authorization failure too.
+        let none = StateStore::open_with(&url, Some(Arc::new(NoToken)), options())
+            .await
+            .unwrap();
+        let e = expect_err(none.get_snapshot(RUN).await, StateErrorKind::Auth);
+        assert!(e.to_string().contains("no identity available"), "{e}");
+    }
+
     /// The API version pin is what makes Azurite 3.35 accept the requests (these tests start it
     /// WITHOUT --skipApiVersionCheck); the override reaches the wire.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

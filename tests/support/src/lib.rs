@@ -10,6 +10,11 @@
 //!
 //! Access uses an account SAS for the well-known `devstoreaccount1` key, computed here with
 //! HMAC-SHA256, over plain HTTP, with the blob API version pinned to [`API_VERSION`].
+//!
+//! [`Azurite::start_oauth`] starts it over HTTPS (a throw-away CA and server certificate made
+//! with the `openssl` command) with `--oauth basic`, for the Entra ID bearer-token path:
+//! [`AzuriteToken`] is a `TokenCredential` minting the unsigned JWTs Azurite accepts, and
+//! [`Azurite::transport`] an HTTP transport trusting the test CA.
 
 use std::fs::File;
 use std::io::Read;
@@ -18,11 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::http::Transport;
 use azure_storage_blob::{
     BlobClient, BlobContainerClient, BlobContainerClientOptions, BlobServiceClientOptions,
 };
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -108,6 +117,137 @@ pub struct Azurite {
     port: u16,
     workdir: tempfile::TempDir,
     sas: String,
+    /// PEM of the test CA when started with TLS.
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// A `TokenCredential` minting the unsigned JWTs that Azurite's `--oauth basic` accepts
+/// (issuer `https://sts.windows.net/...`, valid `nbf`/`exp`). The audience is configurable so
+/// tests can present a token for the wrong resource.
+#[derive(Debug, Clone)]
+pub struct AzuriteToken {
+    audience: String,
+}
+
+impl AzuriteToken {
+    /// A token for Azure Storage (`https://storage.azure.com`), which Azurite accepts.
+    pub fn storage() -> Arc<dyn TokenCredential> {
+        Arc::new(AzuriteToken {
+            audience: "https://storage.azure.com".into(),
+        })
+    }
+    /// A token for another audience, which Azurite rejects with 403.
+    pub fn with_audience(audience: &str) -> Arc<dyn TokenCredential> {
+        Arc::new(AzuriteToken {
+            audience: audience.into(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for AzuriteToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"aud":"{}","iss":"https://sts.windows.net/00000000-0000-0000-0000-000000000000/","iat":{},"nbf":{},"exp":{}}}"#,
+            self.audience,
+            now - 60,
+            now - 60,
+            now + 3600
+        ));
+        Ok(AccessToken::new(
+            format!("{header}.{payload}."),
+            OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
+    }
+}
+
+fn run_openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot run openssl (needed for the HTTPS Azurite): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "openssl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Makes `ca.pem` and a server certificate `server.pem`/`server.key` for 127.0.0.1/localhost.
+fn make_certificates(dir: &Path) -> Result<Vec<u8>, String> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=netstep test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run_openssl(dir, &ca)?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run_openssl(dir, &csr)?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| format!("cannot write server.ext: {e}"))?;
+    run_openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    )?;
+    std::fs::read(dir.join("ca.pem")).map_err(|e| format!("cannot read ca.pem: {e}"))
 }
 
 impl std::fmt::Debug for Azurite {
@@ -141,13 +281,24 @@ impl Azurite {
         Self::start_with(&[]).unwrap_or_else(|e| panic!("cannot start Azurite: {e}"))
     }
 
+    /// Starts Azurite over HTTPS with `--oauth basic` (bearer tokens accepted besides SAS);
+    /// use [`Azurite::transport`] to trust its certificate and [`AzuriteToken`] as credential.
+    pub fn start_oauth() -> Azurite {
+        Self::start_inner(&["--oauth", "basic"], true)
+            .unwrap_or_else(|e| panic!("cannot start Azurite (HTTPS, OAuth): {e}"))
+    }
+
     /// Starts Azurite with extra command-line arguments (e.g. `--skipApiVersionCheck`).
     pub fn start_with(extra_args: &[&str]) -> Result<Azurite, String> {
+        Self::start_inner(extra_args, false)
+    }
+
+    fn start_inner(extra_args: &[&str], tls: bool) -> Result<Azurite, String> {
         let bin = azurite_binary()?;
         let mut last_err = String::new();
         // A port picked free can be taken before Azurite binds it; retry a few times.
         for _ in 0..3 {
-            match Self::try_start(&bin, extra_args) {
+            match Self::try_start(&bin, extra_args, tls) {
                 Ok(a) => return Ok(a),
                 Err(e) => last_err = e,
             }
@@ -155,11 +306,21 @@ impl Azurite {
         Err(last_err)
     }
 
-    fn try_start(bin: &Path, extra_args: &[&str]) -> Result<Azurite, String> {
+    fn try_start(bin: &Path, extra_args: &[&str], tls: bool) -> Result<Azurite, String> {
         let workdir = tempfile::Builder::new()
             .prefix("netstep-azurite-")
             .tempdir()
             .map_err(|e| format!("cannot create a temporary folder: {e}"))?;
+        let ca_pem = if tls {
+            Some(make_certificates(workdir.path())?)
+        } else {
+            None
+        };
+        let tls_args: &[&str] = if tls {
+            &["--cert", "server.pem", "--key", "server.key"]
+        } else {
+            &[]
+        };
         let port = free_port();
         let out = File::create(workdir.path().join("stdout.log"))
             .map_err(|e| format!("cannot create log file: {e}"))?;
@@ -174,6 +335,7 @@ impl Azurite {
                 "--inMemoryPersistence",
                 "--disableTelemetry",
             ])
+            .args(tls_args)
             .args(extra_args)
             .current_dir(workdir.path())
             .stdin(Stdio::null())
@@ -190,6 +352,7 @@ impl Azurite {
                 DEVSTORE_KEY,
                 Duration::from_secs(24 * 3600),
             ),
+            ca_pem,
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let start = Instant::now();
@@ -226,9 +389,38 @@ impl Azurite {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT/devstoreaccount1` (no SAS).
+    /// `http(s)://127.0.0.1:PORT/devstoreaccount1` (no SAS).
     pub fn account_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{DEVSTORE_ACCOUNT}", self.port)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}/{DEVSTORE_ACCOUNT}", self.port)
+    }
+
+    /// `https://127.0.0.1:PORT/devstoreaccount1/CONTAINER` without SAS, for a token credential.
+    pub fn container_url_without_sas(&self, container: &str) -> String {
+        format!("{}/{container}", self.account_endpoint())
+    }
+
+    /// The test CA (PEM) when started with [`Azurite::start_oauth`].
+    pub fn ca_pem(&self) -> Option<&[u8]> {
+        self.ca_pem.as_deref()
+    }
+
+    /// An HTTP transport trusting the test CA (HTTPS Azurite), with automatic decompression
+    /// off as the storage SDK expects. `None` for plain-HTTP Azurite.
+    pub fn transport(&self) -> Option<Transport> {
+        let pem = self.ca_pem.as_deref()?;
+        let cert = reqwest::Certificate::from_pem(pem).expect("test CA is PEM");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .no_gzip()
+            .no_deflate()
+            .build()
+            .expect("reqwest client");
+        Some(Transport::new(Arc::new(client)))
     }
 
     /// The account SAS query string (no leading `?`).
@@ -254,10 +446,11 @@ impl Azurite {
     /// manipulate blobs behind the state store's back.
     pub fn container_client(&self, container: &str) -> BlobContainerClient {
         let url = Url::parse(&self.container_url(container)).expect("container URL");
-        let options = BlobContainerClientOptions {
+        let mut options = BlobContainerClientOptions {
             version: API_VERSION.to_owned(),
             ..Default::default()
         };
+        options.client_options.transport = self.transport();
         BlobContainerClient::new(url, None, Some(options)).expect("container client")
     }
 

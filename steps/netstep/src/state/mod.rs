@@ -108,6 +108,10 @@ pub struct StoreOptions {
     /// Total time the SDK may spend retrying one blob request (throttling, 5xx, connection
     /// failures) before the operation fails as `Unavailable` (transient).
     pub retry_max_elapsed: Duration,
+    /// Custom HTTP transport for the blob client (e.g. a `reqwest::Client` trusting an extra
+    /// root certificate). `None`: the SDK's default transport. A custom reqwest client should
+    /// disable automatic decompression (`.no_gzip().no_deflate()`), as the SDK's default does.
+    pub transport: Option<azure_core::http::Transport>,
 }
 
 impl Default for StoreOptions {
@@ -116,6 +120,7 @@ impl Default for StoreOptions {
             blob_api_version: None,
             lock_poll_interval: Duration::from_secs(1),
             retry_max_elapsed: Duration::from_secs(60),
+            transport: None,
         }
     }
 }
@@ -456,6 +461,7 @@ impl StateStore {
                 .unwrap_or(azure_core::time::Duration::seconds(60)),
             ..ExponentialRetryOptions::default()
         });
+        client_options.client_options.transport = options.transport.clone();
         let api_version = client_options.version.clone();
         let shown_url = redact_secrets(parsed.as_str());
         let client = BlobContainerClient::new(parsed, credential, Some(client_options))
