@@ -108,6 +108,25 @@ impl Fx {
         }
     }
 
+    /// Takes the lease `leases/<name>` away from its holder behind the store's back: breaks the
+    /// blob lease immediately, or damages the lock file (the next acquirer then takes it over).
+    async fn steal_lease(&self, name: &str) {
+        let path = format!("leases/{name}");
+        match self {
+            Fx::File { .. } => self.raw_write(&path, b"stolen".to_vec()).await,
+            Fx::Blob { az, container, .. } => {
+                let options = azure_storage_blob::models::BlobClientBreakLeaseOptions {
+                    break_period: Some(0),
+                    ..Default::default()
+                };
+                az.blob_client(container, &path)
+                    .break_lease(Some(options))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     fn logs(&self) -> String {
         match self {
             Fx::File { .. } => String::new(),
@@ -432,6 +451,45 @@ async fn lease_exclusive_and_released(fx: Fx) {
     );
 }
 
+async fn lease_loss_is_reported(fx: Fx) {
+    let ttl = if fx.is_blob() {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(1)
+    };
+    let a = fx.store().await;
+    let g = a
+        .acquire_lock("net-x", "first", ttl, Duration::ZERO)
+        .await
+        .unwrap();
+    fx.steal_lease("net-x").await;
+    let b = fx.store().await;
+    let thief = b
+        .acquire_lock("net-x", "thief", ttl, Duration::ZERO)
+        .await
+        .expect("lease free after it was broken");
+    // The first holder's next renewal (at ttl/3) is rejected.
+    let deadline = tokio::time::Instant::now() + ttl;
+    while g.is_held() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = expect_err(g.check(), StateErrorKind::LockLost);
+    assert!(e.is_transient(), "{e}");
+    assert!(
+        e.to_string().contains("lease on network net-x was lost"),
+        "{e}"
+    );
+    expect_err(g.release().await, StateErrorKind::LockLost);
+    // The new holder is unaffected.
+    thief.check().unwrap();
+    let e = expect_err(
+        a.acquire_lock("net-x", "first", ttl, Duration::ZERO).await,
+        StateErrorKind::LockHeld,
+    );
+    assert!(e.to_string().contains("held by thief"), "{e}");
+    thief.release().await.unwrap();
+}
+
 /// Acquires a lock in a separate runtime and then kills that runtime without releasing:
 /// renewal stops as if the holder process had been killed.
 fn acquire_and_abandon(url: String, name: &'static str, holder: &'static str, ttl: Duration) {
@@ -644,6 +702,7 @@ both_backends!(
     lease_exclusive_and_released,
     lease_expiry_and_renewal,
     lease_held_by_killed_process,
+    lease_loss_is_reported,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -201,21 +201,24 @@ impl LockGuard {
         }
     }
 
-    /// Stops renewal and releases the lease. Fails with `LockLost` if the lease had been lost
-    /// (renewal failed, or another holder took it over) — the work done under it was not
-    /// exclusive.
+    /// Stops renewal and releases the lease (if it is still ours). Fails with `LockLost` if the
+    /// lease had been lost (renewal rejected, or another holder took it over) — the work done
+    /// under it was not exclusive.
     pub async fn release(mut self) -> Result<(), StateError> {
         let _ = self.stop.send(true);
         if let Some(h) = self.renewer.take() {
             let _ = h.await;
         }
         let held = self.held.take();
-        if let Some(why) = self.shared.lost() {
-            return Err(lost_error(&self.name, &self.path, &why));
-        }
-        match held {
+        let result = match held {
             None => Ok(()),
             Some(h) => release_held(&self.name, &self.path, h).await,
+        };
+        // Renewal trouble is reported even if the release itself went through: the work done
+        // under the lease may not have been exclusive.
+        match self.shared.lost() {
+            Some(why) => Err(lost_error(&self.name, &self.path, &why)),
+            None => result,
         }
     }
 }

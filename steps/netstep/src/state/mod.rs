@@ -2,7 +2,7 @@
 //! local folder, behind one URL.
 //!
 //! # URLs
-//! - `file:///abs/path`: a local folder (single host; see [`file`] for the limits).
+//! - `file:///abs/path`: a local folder (single host; see [`mod@file`] for the limits).
 //! - `https://ACCOUNT.blob.core.windows.net/CONTAINER`: Azure Blob with a
 //!   [`TokenCredential`] (Entra ID), or `...?<SAS>` with a SAS query string (then the credential,
 //!   if any, is not used).
