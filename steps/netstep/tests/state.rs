@@ -298,6 +298,50 @@ async fn conditional_write_conflict(fx: Fx) {
         b.get_record(RUN, step).await.unwrap().unwrap().status,
         Status::Failed
     );
+
+    // Truly concurrent writers holding the same ETag: exactly one wins.
+    let (_, etag) = a.get_record_versioned(RUN, step).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = fx.store().await;
+        let etag = etag.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut r = record(step, Status::Converged);
+            r.outputs.insert("writer".into(), i.to_string());
+            store.put_record_if(&r, Some(&etag)).await.map(|_| i)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(i) => winners.push(i),
+            Err(e) => assert_eq!(e.kind(), StateErrorKind::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let stored = a.get_record(RUN, step).await.unwrap().unwrap();
+    assert_eq!(stored.outputs["writer"], winners[0].to_string());
+
+    // Concurrent first steps of a new run: one snapshot wins, everyone gets its bytes.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = fx.store().await;
+        tasks.push(tokio::spawn(async move {
+            let mine = format!(r#"{{"writer":{i}}}"#).into_bytes();
+            let outcome = store.put_snapshot("concurrent-run", &mine).await.unwrap();
+            (mine, outcome)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut seen = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (mine, SnapshotOutcome::Created) => created.push(mine),
+            (_, SnapshotOutcome::AlreadyPresent { bytes }) => seen.push(bytes),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(seen.iter().all(|b| *b == created[0]), "{seen:?}");
 }
 
 async fn tampered_record_rejected(fx: Fx) {

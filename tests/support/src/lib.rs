@@ -61,7 +61,11 @@ pub fn repo_root() -> PathBuf {
 /// Finds the `azurite-blob` executable: `$NETSTEP_AZURITE`, else
 /// `<repo>/.tools/azurite/node_modules/.bin/azurite-blob`.
 pub fn azurite_binary() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os(AZURITE_ENV).filter(|p| !p.is_empty()) {
+    locate_azurite(std::env::var_os(AZURITE_ENV), &repo_root())
+}
+
+fn locate_azurite(env: Option<std::ffi::OsString>, repo: &Path) -> Result<PathBuf, String> {
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
@@ -72,7 +76,7 @@ pub fn azurite_binary() -> Result<PathBuf, String> {
             ))
         };
     }
-    let default = repo_root().join(".tools/azurite/node_modules/.bin/azurite-blob");
+    let default = repo.join(".tools/azurite/node_modules/.bin/azurite-blob");
     if default.is_file() {
         Ok(default)
     } else {
@@ -490,6 +494,25 @@ impl Drop for Azurite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_azurite_is_an_error_naming_the_install_script() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = locate_azurite(None, empty.path()).unwrap_err();
+        assert!(e.contains(".ci/install-azurite"), "{e}");
+        let e = locate_azurite(Some("/nonexistent/azurite-blob".into()), empty.path()).unwrap_err();
+        assert!(
+            e.contains(".ci/install-azurite") && e.contains(AZURITE_ENV),
+            "{e}"
+        );
+        let bin = empty.path().join(".tools/azurite/node_modules/.bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("azurite-blob"), "").unwrap();
+        assert_eq!(
+            locate_azurite(Some("".into()), empty.path()).unwrap(),
+            bin.join("azurite-blob")
+        );
+    }
 
     #[test]
     fn sas_has_expected_fields() {
