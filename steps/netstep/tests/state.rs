@@ -1,8 +1,13 @@
 //! The state store against both backends: a local folder and a REAL Azurite (started per test
-//! by `netstep-testsupport`, killed by PID at the end). The same scenarios run on both.
+//! by `netstep-testsupport` on 127.0.0.1 with a free port, killed by PID at the end). The same
+//! scenarios run on both (`state_store::<scenario>::{file,blob}`); `state_blob::*` covers what
+//! only the blob backend has (SAS redaction, API version pin, bearer tokens over HTTPS).
 //!
 //! Azurite is found through `NETSTEP_AZURITE` or `<repo>/.tools/azurite` (run
-//! `.ci/install-azurite`); if it is missing the blob tests fail.
+//! `.ci/install-azurite`); if it is missing the blob tests fail, they never skip.
+//!
+//! `lease_holder_child_process` is not a test of its own: it is the holder process that
+//! `lease_held_by_killed_process` starts (this binary again) and kills with SIGKILL.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
