@@ -3,7 +3,6 @@
 //! store, the ARM client, and the record written last.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::arm::{ArmClient, Credential};
 use crate::error::{Error, ExitStatus, Result};
 use crate::intent::{self, Intent};
 use crate::plan::Plan;
-use crate::state::{LockGuard, SnapshotOutcome, StateStore, StepRecord};
+use crate::state::{LockGuard, SnapshotOutcome, StateStore, Status, StepRecord};
 use crate::step::{CommonArgs, Mode, Outcome};
 
 /// Everything a step needs to run.
@@ -35,6 +34,8 @@ pub struct StepContext {
     pub arm: ArmClient,
     /// When the step started.
     pub started_at: OffsetDateTime,
+    /// Whether this invocation created the run's intent snapshot.
+    pub snapshot_created: bool,
 }
 
 /// How long a step waits for the network lease held by another pipeline before giving up (75).
@@ -50,11 +51,14 @@ impl StepContext {
         let started_at = OffsetDateTime::now_utc();
         if args.intent.is_none() && args.state.is_none() {
             return Err(Error::Usage(
-                "give --intent PATH, or --state URL and --run-key KEY to use the run's snapshot".into(),
+                "give --intent PATH, or --state URL and --run-key KEY to use the run's snapshot"
+                    .into(),
             ));
         }
         if args.state.is_some() && args.run_key.is_none() {
-            return Err(Error::Usage("--state needs --run-key (git SHA + pipeline)".into()));
+            return Err(Error::Usage(
+                "--state needs --run-key (git SHA + pipeline)".into(),
+            ));
         }
         // Validate the intent file before touching the state store: bad input writes nothing.
         let from_file = match &args.intent {
@@ -66,11 +70,16 @@ impl StepContext {
             None => None,
         };
         let run_key = args.run_key.clone().unwrap_or_else(|| "local".into());
+        let mut snapshot_created = false;
         let intent = match (&store, from_file) {
             (Some(store), Some(file_intent)) => {
-                match store.put_snapshot(&run_key, file_intent.canonical_json().as_bytes()).await? {
+                match store
+                    .put_snapshot(&run_key, file_intent.canonical_json().as_bytes())
+                    .await?
+                {
                     SnapshotOutcome::Created => {
                         info!(run_key, digest = %file_intent.digest(), "intent snapshot created for the run");
+                        snapshot_created = true;
                         file_intent
                     }
                     SnapshotOutcome::AlreadyPresent { bytes } => {
@@ -106,7 +115,30 @@ impl StepContext {
             store,
             arm,
             started_at,
+            snapshot_created,
         })
+    }
+
+    /// `--snapshot-only`: the snapshot was written (or already there) by [`StepContext::init`];
+    /// report it as the step's outputs and stop.
+    pub fn finish_snapshot_only(self) -> Result<Outcome> {
+        if self.store.is_none() {
+            return Err(Error::Usage(
+                "--snapshot-only needs --state and --run-key".into(),
+            ));
+        }
+        let mut outputs = BTreeMap::new();
+        outputs.insert(
+            "changes".into(),
+            u8::from(self.snapshot_created).to_string(),
+        );
+        outputs.insert("record".into(), snapshot_name(&self.run_key));
+        outputs.insert("intent-digest".into(), self.intent_digest.clone());
+        if let Some(dir) = &self.args.outputs_dir {
+            crate::step::write_outputs(dir, &outputs)?;
+        }
+        info!(run_key = %self.run_key, created = self.snapshot_created, digest = %self.intent_digest, "intent snapshot ready");
+        Ok(Outcome::converged())
     }
 
     /// Whether this run may write to Azure.
@@ -121,8 +153,17 @@ impl StepContext {
             return Ok(None);
         };
         let name = self.intent.network_manager_id().replace('/', "_");
-        let holder = format!("{} run {} pid {}", self.step, self.run_key, std::process::id());
-        Ok(Some(store.acquire_lock(&name, &holder, LOCK_TTL, LOCK_WAIT).await?))
+        let holder = format!(
+            "{} run {} pid {}",
+            self.step,
+            self.run_key,
+            std::process::id()
+        );
+        Ok(Some(
+            store
+                .acquire_lock(&name, &holder, LOCK_TTL, LOCK_WAIT)
+                .await?,
+        ))
     }
 
     /// Writes the step record (last, after the Azure work) and the Argo outputs.
@@ -139,15 +180,14 @@ impl StepContext {
             step: self.step.to_string(),
             run_key: self.run_key.clone(),
             intent_digest: self.intent_digest.clone(),
-            mode: self.args.mode.to_string(),
-            started_at: self.started_at,
-            ended_at: OffsetDateTime::now_utc(),
+            mode: self.args.mode,
+            started_at: rfc3339(self.started_at),
+            ended_at: rfc3339(OffsetDateTime::now_utc()),
             status: match status {
-                ExitStatus::Converged => "converged",
-                ExitStatus::Drift => "drift",
-                _ => "failed",
-            }
-            .into(),
+                ExitStatus::Converged => Status::Converged,
+                ExitStatus::Drift => Status::Drift,
+                _ => Status::Failed,
+            },
             changes: plan.changes.clone(),
             outputs: outputs.clone(),
             counters: serde_json::to_value(self.arm.counters()).unwrap_or_default(),
@@ -155,7 +195,10 @@ impl StepContext {
         };
         if let Some(store) = &self.store {
             store.put_record(&record).await?;
-            outputs.insert("record".into(), format!("runs/{}/{}.json", self.run_key, self.step));
+            outputs.insert(
+                "record".into(),
+                format!("runs/{}/{}.json", self.run_key, self.step),
+            );
         }
         if let Some(dir) = &self.args.outputs_dir {
             crate::step::write_outputs(dir, &outputs)?;
@@ -163,6 +206,11 @@ impl StepContext {
         info!(step = self.step, changes = c + u + d, counters = %record.counters, "step finished");
         Ok(Outcome { status })
     }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn snapshot_name(run_key: &str) -> String {
@@ -176,19 +224,24 @@ fn state_credential(
     if !url.starts_with("https://") || url.contains("sig=") {
         return Ok(None);
     }
-    match crate::arm::azure_credential_from_env() {
-        Ok(c) => Ok(Some(c)),
+    match Credential::from_env() {
+        Ok(Credential::Azure(c)) => Ok(Some(c)),
+        Ok(Credential::Static(_)) => Err(Error::Usage(
+            "the state store needs an Entra ID credential or a SAS in its URL; NETSTEP_ARM_TOKEN only serves ARM".into(),
+        )),
         Err(e) => Err(Error::Usage(format!("no Azure credential for the state store: {e}"))),
     }
 }
 
 fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
-    let endpoint = url::Url::parse(&args.arm_endpoint)
+    url::Url::parse(&args.arm_endpoint)
         .map_err(|e| Error::Usage(format!("--arm-endpoint {}: {e}", args.arm_endpoint)))?;
     let credential = Credential::from_env()?;
-    let mut b = ArmClient::builder(endpoint).credential(credential);
+    let mut b = ArmClient::builder()
+        .endpoint(args.arm_endpoint.clone())
+        .credential(credential);
     if let Some(dir) = &args.record_traffic {
-        b = b.record_traffic(Path::new(dir));
+        b = b.record_traffic(dir.clone());
     }
     Ok(b.build()?)
 }

@@ -13,10 +13,12 @@
 //! - [`plan`]: semantic diff of desired ARM bodies against actual ones, and the rendered plan.
 //! - [`resources`]: ARM ids, types and the desired request bodies of every managed resource.
 //! - [`step`]: the contract every step binary shares (flags, logging, exit codes, outputs).
+//! - [`context`]: the run context (flags, snapshot, store, ARM client, lock, record).
 //! - [`error`]: the error type and its mapping to exit codes.
 
 pub mod arm;
 pub mod avnm;
+pub mod context;
 pub mod error;
 pub mod intent;
 pub mod plan;

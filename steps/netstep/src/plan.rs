@@ -302,7 +302,10 @@ impl Plan {
 fn compact(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 120 {
-        let cut = (0..=117).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=117)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
         format!("{}...", &s[..cut])
     } else {
         s

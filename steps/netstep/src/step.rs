@@ -84,6 +84,11 @@ pub struct CommonArgs {
     /// Record every ARM request/response pair as one JSON file (oav format) in DIR.
     #[arg(long, env = "NETSTEP_RECORD_TRAFFIC", value_name = "DIR")]
     pub record_traffic: Option<PathBuf>,
+
+    /// Only validate the intent and snapshot it into the state store for the run key (the
+    /// first task of a pipeline); no ARM calls.
+    #[arg(long)]
+    pub snapshot_only: bool,
 }
 
 /// Access to the common flags of a step's argument struct.
@@ -122,7 +127,11 @@ pub fn init_logging(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Pretty => builder.with_target(false).compact().try_init(),
+        LogFormat::Pretty => builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .compact()
+            .try_init(),
     };
 }
 

@@ -158,8 +158,8 @@ fn record(step: &str, status: Status) -> StepRecord {
             resource_type: "Microsoft.Network/networkManagers/networkGroups".to_owned(),
             fields: vec![FieldChange {
                 path: "properties.description".to_owned(),
-                old: json!(null),
-                new: json!("hubs — all regions"),
+                old: None,
+                new: Some(json!("hubs — all regions")),
             }],
         }],
         outputs: BTreeMap::from([("groups".to_owned(), "3".to_owned())]),

@@ -4,15 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Whether the step only previewed or also wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Preview only; nothing written to Azure.
-    Plan,
-    /// Changes applied.
-    Apply,
-}
+pub use crate::plan::{Action, FieldChange, ResourceChange as Change};
+pub use crate::step::Mode;
 
 /// Outcome of the step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,43 +17,6 @@ pub enum Status {
     Drift,
     /// The step failed.
     Failed,
-}
-
-/// The kind of change to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// The resource is (to be) created.
-    Create,
-    /// The resource is (to be) updated in place.
-    Update,
-    /// The resource is (to be) deleted.
-    Delete,
-}
-
-/// One changed field of a resource, addressed by a JSON path (e.g. `properties.appliesToGroups[0]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FieldChange {
-    /// Path of the field inside the resource body.
-    pub path: String,
-    /// Value before (`null` when absent).
-    pub old: serde_json::Value,
-    /// Value after (`null` when removed).
-    pub new: serde_json::Value,
-}
-
-/// A change to one ARM resource.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    /// Create, update or delete.
-    pub action: Action,
-    /// The ARM resource id.
-    pub resource_id: String,
-    /// The ARM resource type, e.g. `Microsoft.Network/networkManagers/networkGroups`.
-    pub resource_type: String,
-    /// The changed fields (empty for create/delete when the whole body is new/gone).
-    #[serde(default)]
-    pub fields: Vec<FieldChange>,
 }
 
 /// The record a step writes at the end of its run (`runs/<run-key>/<step>.json`).
