@@ -758,14 +758,8 @@ fn semantic(
                 props["description"] = json!("");
             }
         }
-        Kind::NetworkGroup => {
-            if props.get("memberType").is_none() {
-                // The RP stores groups without a member type as VirtualNetwork groups.
-                props["memberType"] = json!("VirtualNetwork");
-            }
-            if props.get("description").is_none() {
-                props["description"] = json!("");
-            }
+        Kind::NetworkGroup if props.get("description").is_none() => {
+            props["description"] = json!("");
         }
         Kind::StaticMember => {
             let rid = props["resourceId"].as_str().unwrap_or("").to_string();

@@ -10,6 +10,36 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
+/// What a well-behaved client sends back after GET-modify: no read-only members (the spec
+/// forbids them in requests even though the Network RP ignores them).
+fn strip_read_only(mut v: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                for k in [
+                    "etag",
+                    "resourceGuid",
+                    "provisioningState",
+                    "privateIPAddress",
+                    "type",
+                ] {
+                    o.remove(k);
+                }
+                for x in o.values_mut() {
+                    walk(x);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("name");
+    }
+    v
+}
+
 async fn lro_put(c: &Client, path: &str, body: Value, want: u16) -> Resp {
     let r = c.put(path, body).await;
     assert_eq!(r.status, want, "PUT {path}: {}", r.body);
@@ -91,7 +121,7 @@ async fn scenario(dir: PathBuf) -> u64 {
     let hub = vnet_id("vnet-hub-westeurope");
     let v = c.get(&hub).await;
     assert_eq!(v.status, 200);
-    let mut body = v.body.clone();
+    let mut body = strip_read_only(v.body.clone());
     body["tags"]["owner"] = json!("netops");
     lro_put(&c, &hub, body, 200).await;
     let r = c.get(&format!("{hub}/subnets")).await;
@@ -315,12 +345,8 @@ async fn scenario(dir: PathBuf) -> u64 {
     assert_eq!(r.body["value"].as_array().unwrap().len(), 4, "{}", r.body);
 
     // ---- Errors the specs describe (CloudError / CommonErrorResponse).
-    let mut bad = mesh_body();
-    bad["properties"]["isGlobal"] = json!(true);
-    let r = c.put(&cc("cc-bad"), bad).await;
-    assert_eq!(r.status, 400);
-    let r = c.put(&format!("{rc}/rules/bad-prio"), json!({"kind": "Custom", "properties": {"protocol": "Any", "access": "Deny", "priority": 5000, "direction": "Inbound"}})).await;
-    assert_eq!(r.status, 400);
+    // (Schema-invalid requests -- booleans for "True"/"False", priority 5000 -- are covered in
+    // behaviours.rs: oav rightly rejects such requests, so they stay out of this folder.)
     let r = c.put(&format!("{rc}/rules/dup-prio"), json!({"kind": "Custom", "properties": {"protocol": "Tcp", "access": "Allow", "priority": 100, "direction": "Inbound"}})).await;
     assert_eq!(r.status, 400);
     let r = c.get(&format!("{rc}/rules/ghost")).await;
@@ -341,7 +367,7 @@ async fn scenario(dir: PathBuf) -> u64 {
         let child = net_id(CONN, &format!("firewallPolicies/fwp-globojava-{region}"));
         lro_put(&c, &child, json!({"location": "westeurope", "properties": {"sku": {"tier": "Standard"}, "basePolicy": {"id": parent}, "threatIntelMode": "Alert", "dnsSettings": {"enableProxy": true}}}), 201).await;
         let fw = net_id(CONN, &format!("azureFirewalls/afw-hub-{region}"));
-        let mut body = c.get(&fw).await.body;
+        let mut body = strip_read_only(c.get(&fw).await.body);
         body["properties"]["firewallPolicy"] = json!({"id": child});
         lro_put(&c, &fw, body, 200).await;
     }
@@ -500,6 +526,30 @@ async fn scenario_traffic_validates_against_microsoft_specs() {
     let files = std::fs::read_dir(&dir).unwrap().count() as u64;
     assert_eq!(files, requests, "every ARM exchange is recorded");
 
+    // oav cannot tell `privateDnsZones/{z}/virtualNetworkLinks[/{l}]` and `.../ALL` apart from
+    // the record-set templates `{recordType}[/{relativeRecordSetName}]` (MULTIPLE_OPERATIONS_FOUND:
+    // a path ambiguity in privatedns.json, not a traffic defect). Those exchanges are moved
+    // aside and their bodies checked here against the spec's VirtualNetworkLink / RecordSet
+    // property lists instead.
+    let aside = dir.with_file_name("armsim-scenario-traffic-oav-ambiguous");
+    let _ = std::fs::remove_dir_all(&aside);
+    std::fs::create_dir_all(&aside).unwrap();
+    let mut moved = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let doc: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let url = doc["liveRequest"]["url"].as_str().unwrap().to_string();
+        let path = url.split('?').next().unwrap();
+        let ambiguous = path.contains("/virtualNetworkLinks") || path.ends_with("/ALL");
+        if !ambiguous || path.contains("privateDnsOperation") {
+            continue;
+        }
+        check_dns_shape(&doc);
+        std::fs::rename(&p, aside.join(p.file_name().unwrap())).unwrap();
+        moved += 1;
+    }
+    assert!(moved >= 6, "link and ALL exchanges were made ({moved})");
+
     let checker = shared_dir().join("azure-specs/check-traffic");
     assert!(
         checker.exists(),
@@ -522,11 +572,103 @@ async fn scenario_traffic_validates_against_microsoft_specs() {
         .find(|l| l.contains(" passed, "))
         .unwrap_or("")
         .to_string();
-    println!("armsim scenario: {requests} exchanges recorded; check-traffic: {summary}");
+    println!(
+        "armsim scenario: {requests} exchanges recorded, {moved} checked in-test (oav-ambiguous DNS paths); check-traffic: {summary}"
+    );
     assert!(
         out.status.success(),
         "check-traffic failed ({summary}); traffic kept in {}",
         dir.display()
     );
     assert!(summary.ends_with("0 failed"), "{summary}");
+}
+
+/// Checks a private DNS link / record-set list exchange against privatedns.json's models.
+fn check_dns_shape(doc: &Value) {
+    let res = &doc["liveResponse"];
+    let status = res["statusCode"].as_str().unwrap();
+    let Some(body) = res.get("body") else {
+        assert!(["200", "202", "204"].contains(&status), "{doc}");
+        return;
+    };
+    let link_top = [
+        "id",
+        "name",
+        "type",
+        "tags",
+        "location",
+        "etag",
+        "properties",
+    ];
+    let link_props = [
+        "virtualNetwork",
+        "registrationEnabled",
+        "resolutionPolicy",
+        "virtualNetworkLinkState",
+        "provisioningState",
+    ];
+    let record_top = ["id", "name", "type", "etag", "properties"];
+    let record_props = [
+        "metadata",
+        "ttl",
+        "fqdn",
+        "isAutoRegistered",
+        "aRecords",
+        "aaaaRecords",
+        "cnameRecord",
+        "mxRecords",
+        "ptrRecords",
+        "soaRecord",
+        "srvRecords",
+        "txtRecords",
+    ];
+    let check = |item: &Value, top: &[&str], props: &[&str]| {
+        for k in item.as_object().unwrap().keys() {
+            assert!(
+                top.contains(&k.as_str()),
+                "unexpected member '{k}' in {item}"
+            );
+        }
+        for k in item["properties"].as_object().unwrap().keys() {
+            assert!(
+                props.contains(&k.as_str()),
+                "unexpected property '{k}' in {item}"
+            );
+        }
+        assert!(item["etag"].is_string() && item["id"].is_string());
+    };
+    let is_link = doc["liveRequest"]["url"]
+        .as_str()
+        .unwrap()
+        .contains("/virtualNetworkLinks");
+    let (top, props): (&[&str], &[&str]) = if is_link {
+        (&link_top, &link_props)
+    } else {
+        (&record_top, &record_props)
+    };
+    if let Some(items) = body.get("value") {
+        for k in body.as_object().unwrap().keys() {
+            assert!(
+                k == "value" || k == "nextLink",
+                "unexpected list member '{k}'"
+            );
+        }
+        for item in items.as_array().unwrap() {
+            check(item, top, props);
+        }
+    } else if body.get("error").is_some() {
+        assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string());
+    } else {
+        check(body, top, props);
+        if is_link {
+            assert!(body["properties"]["virtualNetwork"]["id"].is_string());
+            assert!(
+                ["InProgress", "Completed"].contains(
+                    &body["properties"]["virtualNetworkLinkState"]
+                        .as_str()
+                        .unwrap()
+                )
+            );
+        }
+    }
 }
