@@ -662,6 +662,14 @@ fn put(
             g.store.insert(r);
         }
     }
+    if kind == Kind::StaticMember {
+        let vnet = g
+            .store
+            .get(id)
+            .and_then(|r| r.props()["resourceId"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        g.index_static_member(id, &vnet);
+    }
     let r = g.store.get(id).expect("just stored");
     let mut reply = Reply::ok(render(g, r, req.now, true));
     if kind == Kind::NetworkGroup {
@@ -1554,10 +1562,15 @@ fn list_active_security(g: &Inner, req: &Req, nm_id: &str) -> Reply {
 /// Whether `vnet` is a member of network group `gid` (static or via Azure Policy).
 pub fn is_member(g: &Inner, gid: &str, vnet: &Res, now: Instant) -> bool {
     let vl = vnet.id.to_ascii_lowercase();
-    let static_member = g.store.list(&format!("{gid}/staticmembers")).any(|m| {
-        m.props()["resourceId"]
-            .as_str()
-            .is_some_and(|s| s.to_ascii_lowercase() == vl)
+    let key = (gid.to_ascii_lowercase(), vl);
+    let static_member = g.static_index.get(&key).is_some_and(|ids| {
+        ids.iter().any(|mid| {
+            g.store.get(mid).is_some_and(|m| {
+                m.props()["resourceId"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(&vnet.id))
+            })
+        })
     });
     static_member || policy_eval::dynamic_member(g, gid, vnet, now)
 }

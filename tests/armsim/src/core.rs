@@ -1,6 +1,6 @@
 //! Shared simulator state and the helpers every resource provider module uses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method};
@@ -54,6 +54,9 @@ pub struct Inner {
     pub ops: HashMap<String, Op>,
     /// Lower-cased network manager id -> (type lower, region lower) -> deployment.
     pub deployments: HashMap<String, HashMap<(String, String), Deployment>>,
+    /// (group id, VNet id), lower-cased -> static member ids (verified on use, so stale
+    /// entries after deletes are harmless).
+    pub static_index: HashMap<(String, String), BTreeSet<String>>,
     pub ctl: Control,
 }
 
@@ -116,6 +119,7 @@ impl Inner {
             rgs: HashMap::new(),
             ops: HashMap::new(),
             deployments: HashMap::new(),
+            static_index: HashMap::new(),
         }
     }
 
@@ -125,6 +129,19 @@ impl Inner {
             sub.to_ascii_lowercase(),
             rg.to_ascii_lowercase()
         ))
+    }
+
+    /// Records that static member `member_id` points at `vnet_id`.
+    pub fn index_static_member(&mut self, member_id: &str, vnet_id: &str) {
+        let gid = member_id[..member_id
+            .to_ascii_lowercase()
+            .rfind("/staticmembers/")
+            .unwrap_or(0)]
+            .to_ascii_lowercase();
+        self.static_index
+            .entry((gid, vnet_id.to_ascii_lowercase()))
+            .or_default()
+            .insert(member_id.to_ascii_lowercase());
     }
 
     /// A fresh resource record for a create.

@@ -122,6 +122,11 @@ pub fn put_raw(g: &mut Inner, body: &Value, now: Instant, who: &str) -> Result<S
     {
         b["tags"] = json!({});
     }
+    if kind == Kind::StaticMember
+        && let Some(v) = b["properties"]["resourceId"].as_str()
+    {
+        g.index_static_member(&canon, v);
+    }
     let utc = OffsetDateTime::now_utc();
     let seq = g.store.next_etag();
     if let Some(r) = g.store.get_mut(&canon) {
@@ -191,6 +196,7 @@ pub fn control(
         ("POST", "/_sim/reset") => {
             g.ctl.stats = Default::default();
             g.ctl.log.clear();
+            g.ctl.arm_requests = 0;
             g.ctl.buckets.clear();
             g.ctl.dns_buckets.clear();
             if q(query, "world") == Some("1") {
@@ -250,14 +256,20 @@ pub fn control(
             if pid <= 1 {
                 return bad("refusing to kill pid 0 or 1");
             }
-            let base = g.ctl.arm_requests;
-            // `after_request` counts ARM requests from now on.
+            // `after_request` counts ARM requests since start or the last /_sim/reset.
+            let done = g.ctl.arm_requests;
+            if k <= done {
+                return Reply::status(
+                    409,
+                    json!({"error": format!("request {k} was already answered ({done} ARM requests so far)")}),
+                );
+            }
             g.ctl.hooks.push(Hook {
-                after_request: base + k,
+                after_request: k,
                 kill_pid: pid,
                 fired: false,
             });
-            Reply::ok(json!({"hooks": g.ctl.hooks.len(), "fires_after_total_request": base + k}))
+            Reply::ok(json!({"hooks": g.ctl.hooks.len(), "arm_requests_so_far": done}))
         }
         ("DELETE", "/_sim/hooks") => {
             g.ctl.hooks.clear();

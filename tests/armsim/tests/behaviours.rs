@@ -1736,6 +1736,16 @@ async fn hook_kills_a_process_after_the_kth_request() {
     };
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9));
+    // `after_request` is absolute (since start or reset): a passed request is refused.
+    let r = c
+        .call(
+            "POST",
+            "/_sim/hooks",
+            Some(json!({"after_request": 2, "kill_pid": pid})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409);
 }
 
 #[tokio::test]
