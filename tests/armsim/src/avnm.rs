@@ -588,7 +588,11 @@ fn put(
             );
         }
     }
-    let mut props = body.get("properties").cloned().unwrap_or_else(|| json!({}));
+    let mut props = body
+        .get("properties")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     if let Err(r) = semantic(g, req, kind, id, nm_id, &mut props, &body) {
         return r;
     }
@@ -1558,6 +1562,94 @@ fn list_active_security(g: &Inner, req: &Req, nm_id: &str) -> Reply {
 }
 
 // ---------------------------------------------------------------- membership & effective
+
+/// Group id (lower-cased) -> its members as (VNet id, region), computed once per response.
+pub type MemberCache = std::collections::HashMap<String, Vec<(String, String)>>;
+
+/// The peerings AVNM's active hub-and-spoke deployments create for `vnet`:
+/// (remote VNet id, configuration id). A configuration active in region R peers the
+/// members of its groups located in R with its hub (both directions). Mesh topologies use
+/// connected groups, not peerings, so they add none.
+pub fn anm_peerings(
+    g: &Inner,
+    vnet: &Res,
+    now: Instant,
+    cache: &mut MemberCache,
+) -> Vec<(String, String)> {
+    let sub = vnet.id.split('/').nth(2).unwrap_or("");
+    let region = norm_region(vnet.location());
+    let mut out: Vec<(String, String)> = Vec::new();
+    let nms: Vec<String> = g
+        .store
+        .list(&format!(
+            "/subscriptions/{sub}/providers/microsoft.network/networkmanagers"
+        ))
+        .map(|r| r.id.clone())
+        .collect();
+    for nm_id in nms {
+        let Some(map) = g.deployments.get(&nm_id.to_ascii_lowercase()) else {
+            continue;
+        };
+        if !in_nm_scope(g, &nm_id, &vnet.id) {
+            continue;
+        }
+        let mut ds: Vec<&Deployment> = map
+            .values()
+            .filter(|d| d.deployment_type == "Connectivity")
+            .collect();
+        ds.sort_by(|a, b| a.region.cmp(&b.region));
+        for d in ds {
+            for cid in active_ids(g, d, now) {
+                let Some(c) = g.store.get(&cid) else { continue };
+                if !c.props()["connectivityTopology"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case("HubAndSpoke"))
+                {
+                    continue;
+                }
+                let Some(hub) = c.props()["hubs"][0]["resourceId"]
+                    .as_str()
+                    .and_then(|h| g.store.get(h))
+                else {
+                    continue;
+                };
+                let gids: Vec<String> = c.props()["appliesToGroups"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|x| x["networkGroupId"].as_str().map(str::to_string))
+                    .collect();
+                if hub.id.eq_ignore_ascii_case(&vnet.id) {
+                    for gid in &gids {
+                        let members = cache.entry(gid.to_ascii_lowercase()).or_insert_with(|| {
+                            members(g, gid, now)
+                                .into_iter()
+                                .filter_map(|(id, _)| {
+                                    g.store
+                                        .get(&id)
+                                        .map(|v| (v.id.clone(), norm_region(v.location())))
+                                })
+                                .collect()
+                        });
+                        for (m, mr) in members.iter() {
+                            if *mr == d.region && !m.eq_ignore_ascii_case(&hub.id) {
+                                out.push((m.clone(), c.id.clone()));
+                            }
+                        }
+                    }
+                } else if region == d.region && gids.iter().any(|gid| is_member(g, gid, vnet, now))
+                {
+                    out.push((hub.id.clone(), c.id.clone()));
+                }
+            }
+        }
+    }
+    // One peering per remote VNet.
+    let mut seen = BTreeSet::new();
+    out.retain(|(remote, _)| seen.insert(remote.to_ascii_lowercase()));
+    out
+}
 
 /// Whether `vnet` is a member of network group `gid` (static or via Azure Policy).
 pub fn is_member(g: &Inner, gid: &str, vnet: &Res, now: Instant) -> bool {

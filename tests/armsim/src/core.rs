@@ -313,7 +313,7 @@ pub fn list_page(
     req: &Req,
     coll: &str,
     page_size: usize,
-    render: impl Fn(&Res) -> Option<Value>,
+    mut render: impl FnMut(&Res) -> Option<Value>,
 ) -> Reply {
     let top = req
         .q("$top")
@@ -325,7 +325,7 @@ pub fn list_page(
         .and_then(|t| hex::decode(t).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let (items, next) = inner.store.page(coll, after.as_deref(), limit);
-    let value: Vec<Value> = items.into_iter().filter_map(render).collect();
+    let value: Vec<Value> = items.into_iter().filter_map(&mut render).collect();
     let mut out = Map::new();
     out.insert("value".into(), Value::Array(value));
     if let Some(n) = next {

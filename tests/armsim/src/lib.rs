@@ -606,7 +606,25 @@ fn process_inner(
         }
         fault = Some(kind);
     }
-    // 6. Body.
+    // 6. Body: ARM only accepts JSON payloads.
+    if !bytes.is_empty() {
+        let ct = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
+            return Reply::gateway(
+                415,
+                "UnsupportedMediaType",
+                format!("The content media type '{ct}' is not supported. Only 'application/json' is supported."),
+            )
+            .header(&rl.0, rl.1.clone());
+        }
+    }
     let body = if bytes.is_empty() {
         None
     } else {

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use axum::http::Method;
 use serde_json::{Map, Value, json};
 
+use crate::avnm::{MemberCache, anm_peerings};
 use crate::control::FaultKind;
 use crate::core::{Inner, Req, check_tags, list_page, norm_region};
 use crate::model::{Api, Kind, Target, valid_network_name};
@@ -608,7 +609,10 @@ pub fn handle(g: &mut Inner, req: &Req, t: &Target) -> Reply {
         )
         .to_ascii_lowercase();
         let page = g.cfg.page_size;
-        return list_page(g, req, &coll, page, |r| Some(render(g, r, req.now)));
+        let mut cache = MemberCache::default();
+        return list_page(g, req, &coll, page, |r| {
+            Some(render_with(g, r, req.now, &mut cache))
+        });
     }
     let Some(rg_name) = rg_name else {
         return Reply::gateway(
@@ -1055,7 +1059,35 @@ pub(crate) fn check_vnet(props: &mut Value, id: &str) -> Result<(), Reply> {
     if props.get("virtualNetworkPeerings").is_none() {
         props["virtualNetworkPeerings"] = json!([]);
     }
+    // AVNM owns its ANM_ peerings: a GET-modify-PUT that sends them back does not make them
+    // user peerings.
+    if let Some(a) = props["virtualNetworkPeerings"].as_array_mut() {
+        a.retain(|p| !p["name"].as_str().is_some_and(|n| n.starts_with("ANM_")));
+        for p in a {
+            if let Some(o) = p.as_object_mut() {
+                o.retain(|k, _| k == "name" || k == "properties");
+            }
+        }
+    }
     Ok(())
+}
+
+fn fnv(s: &str) -> u128 {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in s.to_ascii_lowercase().bytes() {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    h
+}
+
+/// Deterministic name of the peering AVNM creates for (configuration, remote VNet).
+pub fn anm_peering_name(config: &str, remote: &str) -> String {
+    format!("ANM_{:032X}", fnv(&format!("{config}|{remote}")))
+}
+
+fn anm_peering_guid(local: &str, remote: &str) -> String {
+    uuid::Uuid::from_u128(fnv(&format!("{local}|{remote}"))).to_string()
 }
 
 fn check_firewall(
@@ -1548,6 +1580,11 @@ fn firewalls_of(g: &Inner, pid: &str) -> Vec<String> {
 
 /// Renders a Network RP resource as GET returns it.
 pub fn render(g: &Inner, r: &Res, now: std::time::Instant) -> Value {
+    render_with(g, r, now, &mut MemberCache::default())
+}
+
+/// Renders with a group-member cache shared across the items of one list response.
+pub fn render_with(g: &Inner, r: &Res, now: std::time::Instant, cache: &mut MemberCache) -> Value {
     let mut b = r.body.clone();
     let etag = Inner::etag(r);
     let state = r.prov.state(now);
@@ -1597,6 +1634,44 @@ pub fn render(g: &Inner, r: &Res, now: std::time::Instant) -> Value {
                     }
                 }
             }
+            // Peerings AVNM's hub-and-spoke deployments created.
+            let anm = anm_peerings(g, r, now, cache);
+            if !anm.is_empty() {
+                if !props["virtualNetworkPeerings"].is_array() {
+                    props["virtualNetworkPeerings"] = json!([]);
+                }
+                let list = props["virtualNetworkPeerings"]
+                    .as_array_mut()
+                    .expect("array");
+                for (remote, config) in anm {
+                    let Some(rv) = g.store.get(&remote) else {
+                        continue;
+                    };
+                    let name = anm_peering_name(&config, &rv.id);
+                    let space = rv.props()["addressSpace"].clone();
+                    list.push(json!({
+                        "name": name,
+                        "id": format!("{}/virtualNetworkPeerings/{name}", r.id),
+                        "etag": etag,
+                        "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+                        "properties": {
+                            "provisioningState": "Succeeded",
+                            "resourceGuid": anm_peering_guid(&r.id, &rv.id),
+                            "peeringState": "Connected",
+                            "peeringSyncLevel": "FullyInSync",
+                            "remoteVirtualNetwork": {"id": rv.id},
+                            "allowVirtualNetworkAccess": true,
+                            "allowForwardedTraffic": false,
+                            "allowGatewayTransit": false,
+                            "useRemoteGateways": false,
+                            "doNotVerifyRemoteGateways": false,
+                            "peerCompleteVnets": true,
+                            "remoteAddressSpace": space,
+                            "remoteVirtualNetworkAddressSpace": space,
+                        },
+                    }));
+                }
+            }
         }
         Kind::PublicIp => {
             props["resourceGuid"] = json!(r.guid);
@@ -1606,7 +1681,10 @@ pub fn render(g: &Inner, r: &Res, now: std::time::Instant) -> Value {
         }
         Kind::Firewall => {
             if let Some(a) = props["ipConfigurations"].as_array_mut() {
-                for c in a.iter_mut() {
+                for c in a.iter_mut().filter(|c| c.is_object()) {
+                    if !c["properties"].is_object() {
+                        c["properties"] = json!({});
+                    }
                     let n = c["name"].as_str().unwrap_or("ipconfig").to_string();
                     c["id"] = json!(format!("{}/azureFirewallIpConfigurations/{n}", r.id));
                     c["etag"] = json!(etag);

@@ -185,7 +185,7 @@ async fn token_buckets_throttle_per_principal_with_retry_after() {
 }
 
 #[tokio::test]
-async fn unknown_members_and_bad_json_are_rejected_by_the_binder() {
+async fn unknown_members_bad_json_and_non_json_media_types_are_rejected() {
     let (_h, c) = globo().await;
     let r = c.put(&nm_id(), json!({"location": "westeurope", "properties": {"networkManagerScopes": {"subscriptions": [format!("/subscriptions/{SUB}")]}, "scopeAccesses": ["Connectivity"]}})).await;
     assert_eq!((r.status, r.code()), (400, "InvalidRequestFormat"));
@@ -216,14 +216,28 @@ async fn unknown_members_and_bad_json_are_rejected_by_the_binder() {
         )
         .await;
     assert_eq!(r.status, 400);
-    let raw = reqwest::Client::new()
-        .put(format!("{}{}?api-version=2026-07-01", c.base, nm_id()))
-        .header("Authorization", "Bearer t")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(raw.status().as_u16(), 400);
+    let send = |ct: &'static str| {
+        let url = format!("{}{}?api-version=2026-07-01", c.base, nm_id());
+        async move {
+            let mut rb = reqwest::Client::new()
+                .put(url)
+                .header("Authorization", "Bearer t")
+                .body("{not json");
+            if !ct.is_empty() {
+                rb = rb.header("content-type", ct);
+            }
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(send("application/json").await.0, 400);
+    let (status, body) = send("text/plain").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    assert_eq!(send("").await.0, 415, "a body without a content type");
 }
 
 // ------------------------------------------------------------------ AVNM resources
@@ -1960,4 +1974,86 @@ async fn binary_prints_listening_line_first_and_stops_on_sigterm() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn hub_and_spoke_deployments_show_anm_peerings_in_both_directions() {
+    let (_h, c) = globo().await;
+    setup_connectivity(&c).await;
+    for v in ["vnet-prod-eastus", "vnet-prod-westus"] {
+        let r = c
+            .put(
+                &format!("{}/staticMembers/{v}", group_id("all-prod-spokes")),
+                json!({"properties": {"resourceId": vnet_id(v)}}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let peerings = |v: &'static str| {
+        let c = &c;
+        async move {
+            let r = c
+                .get(&format!("{}/virtualNetworkPeerings", vnet_id(v)))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body["value"].as_array().unwrap().clone()
+        }
+    };
+    assert!(
+        peerings("vnet-prod-eastus").await.is_empty(),
+        "nothing before a deployment"
+    );
+    commit(
+        &c,
+        "Connectivity",
+        &["eastus"],
+        &[cc_id("cc-hubspoke-eastus"), cc_id("cc-hub-mesh")],
+    )
+    .await;
+    until_deployed(&c, "eastus", "Connectivity").await;
+    let spoke = peerings("vnet-prod-eastus").await;
+    assert_eq!(spoke.len(), 1);
+    let p = &spoke[0];
+    assert!(p["name"].as_str().unwrap().starts_with("ANM_"), "{p}");
+    assert_eq!(
+        p["properties"]["remoteVirtualNetwork"]["id"],
+        vnet_id("vnet-hub-eastus")
+    );
+    assert_eq!(p["properties"]["peeringState"], "Connected");
+    let hub = peerings("vnet-hub-eastus").await;
+    let remotes: Vec<&str> = hub
+        .iter()
+        .map(|p| {
+            p["properties"]["remoteVirtualNetwork"]["id"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        remotes,
+        vec![vnet_id("vnet-prod-eastus").as_str()],
+        "westus spokes are not deployed; the mesh adds no peerings"
+    );
+    assert!(peerings("vnet-prod-westus").await.is_empty());
+    let name = p["name"].as_str().unwrap();
+    assert_eq!(
+        c.get(&format!(
+            "{}/virtualNetworkPeerings/{name}",
+            vnet_id("vnet-prod-eastus")
+        ))
+        .await
+        .status,
+        200
+    );
+    // A GET-modify-PUT that sends the ANM peering back does not duplicate it.
+    let mut body = c.get(&vnet_id("vnet-prod-eastus")).await.body;
+    body["tags"]["x"] = json!("y");
+    let r = c.put(&vnet_id("vnet-prod-eastus"), body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(peerings("vnet-prod-eastus").await.len(), 1);
+    // Undeploying removes them.
+    commit(&c, "Connectivity", &["eastus"], &[]).await;
+    until_deployed(&c, "eastus", "Connectivity").await;
+    assert!(peerings("vnet-prod-eastus").await.is_empty());
+    assert!(peerings("vnet-hub-eastus").await.is_empty());
 }

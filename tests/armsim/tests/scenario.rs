@@ -273,6 +273,19 @@ async fn scenario(dir: PathBuf) -> u64 {
         .await;
     assert_eq!(r.body["value"].as_array().unwrap().len(), 2);
     sleep_ms(200).await; // policy evaluation delay
+    // Hub-and-spoke deployments show up as ANM_ peerings on both sides.
+    let r = c.get(&format!("{spoke}/virtualNetworkPeerings")).await;
+    assert_eq!(r.body["value"].as_array().unwrap().len(), 1, "{}", r.body);
+    let r = c.get(&hub).await;
+    assert_eq!(
+        r.body["properties"]["virtualNetworkPeerings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{}",
+        r.body
+    );
     let r = c
         .post(
             &format!("{spoke}/listNetworkManagerEffectiveConnectivityConfigurations"),
