@@ -208,6 +208,11 @@ impl StepContext {
     }
 }
 
+/// A millisecond setting from the environment.
+pub fn env_ms(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -242,6 +247,18 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
         .credential(credential);
     if let Some(dir) = &args.record_traffic {
         b = b.record_traffic(dir.clone());
+    }
+    // Tuning for the simulator (documented in docs/operations.md); never needed against Azure.
+    // NETSTEP_LRO_POLL_MS fixes every long-running-operation poll delay (the simulator's
+    // operations take milliseconds, not the seconds its Retry-After headers say).
+    if let Some(ms) = env_ms("NETSTEP_LRO_POLL_MS") {
+        let d = Duration::from_millis(ms);
+        b = b.lro(crate::arm::LroConfig {
+            default_delay: d,
+            min_delay: d,
+            max_delay: d,
+            ..crate::arm::LroConfig::default()
+        });
     }
     Ok(b.build()?)
 }

@@ -1,1 +1,311 @@
-//! End-to-end tests live in tests/.
+//! The end-to-end harness: the real step binaries (built from this workspace) against armsim
+//! (in-process, seeded with a world file) and a state store (a real Azurite, or a folder).
+//!
+//! ```ignore
+//! let env = Env::start(EnvOptions::globojava()).await;
+//! let out = env.step("tag-groups").intent(&env.globojava_intent()).run_key("r1").apply().run().await;
+//! assert_eq!(out.code, 0, "{}", out.stderr);
+//! let stats = env.stats().await; // armsim's /_sim/stats
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use armsim;
+pub use netstep_testsupport::{Azurite, repo_root};
+
+/// The step binaries, in pipeline order.
+pub const STEPS: [&str; 6] = [
+    "tag-groups",
+    "mesh-connect",
+    "admin-rules",
+    "dns-link",
+    "fw-policy",
+    "verify",
+];
+
+/// The bearer token the steps send to armsim (any token is accepted; a distinctive one lets
+/// tests grep logs for leaks).
+pub const TEST_TOKEN: &str = "netstep-test-token-7f3a9c";
+
+/// Builds every binary of the workspace once per test process (cargo is already holding no
+/// lock while tests run), so end-to-end tests never run stale binaries.
+pub fn build_binaries() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--workspace", "--bins", "--quiet"])
+            .current_dir(repo_root())
+            .status()
+            .expect("running cargo build for the step binaries");
+        assert!(status.success(), "cargo build --workspace --bins failed");
+    });
+}
+
+/// Path of a workspace binary (built by [`build_binaries`]).
+pub fn bin(name: &str) -> PathBuf {
+    build_binaries();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let p = target.join("debug").join(name);
+    assert!(p.exists(), "binary {} not found", p.display());
+    p
+}
+
+/// How to start an [`Env`].
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    /// World file for armsim (relative to the repo root).
+    pub world: PathBuf,
+    /// Use a real Azurite for state (else a temporary folder, `file://`).
+    pub azurite: bool,
+    /// armsim settings (world is filled from `world`).
+    pub sim: armsim::Config,
+}
+
+impl EnvOptions {
+    /// GloboJava's estate before netstep runs, state in Azurite, fast simulated delays.
+    pub fn globojava() -> Self {
+        EnvOptions {
+            world: "examples/globojava/world.json".into(),
+            azurite: true,
+            sim: armsim::Config {
+                policy_delay: Duration::from_millis(150),
+                deploy_delay: Duration::from_millis(200),
+                lro_delay: Duration::from_millis(50),
+                ..armsim::Config::default()
+            },
+        }
+    }
+
+    /// Same, with the state in a temporary folder instead of Azurite.
+    pub fn file_state(mut self) -> Self {
+        self.azurite = false;
+        self
+    }
+}
+
+/// A running test environment: armsim + a state store + a scratch folder.
+pub struct Env {
+    /// The simulator.
+    pub sim: armsim::Handle,
+    /// The state store URL given to the steps.
+    pub state: String,
+    /// Scratch folder (outputs, recordings).
+    pub dir: tempfile::TempDir,
+    azurite: Option<Azurite>,
+    http: reqwest::Client,
+}
+
+impl Env {
+    /// Starts armsim with the world and the state store.
+    pub async fn start(opts: EnvOptions) -> Env {
+        build_binaries();
+        let world = armsim::read_world(&repo_root().join(&opts.world)).expect("world file");
+        let sim = armsim::start(armsim::Config {
+            world: Some(world),
+            ..opts.sim
+        })
+        .await
+        .expect("armsim starts");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (state, azurite) = if opts.azurite {
+            let az = tokio::task::spawn_blocking(Azurite::start)
+                .await
+                .expect("azurite");
+            let url = az.create_container("netstep-state").await;
+            (url, Some(az))
+        } else {
+            let p = dir.path().join("state");
+            std::fs::create_dir_all(&p).expect("state dir");
+            (format!("file://{}", p.display()), None)
+        };
+        Env {
+            sim,
+            state,
+            dir,
+            azurite,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The Azurite instance, when the state lives there.
+    pub fn azurite(&self) -> Option<&Azurite> {
+        self.azurite.as_ref()
+    }
+
+    /// The GloboJava example intent.
+    pub fn globojava_intent(&self) -> PathBuf {
+        repo_root().join("examples/globojava/intent.yaml")
+    }
+
+    /// A command for one step binary, wired to armsim and the state store.
+    pub fn step(&self, name: &str) -> StepCmd {
+        StepCmd {
+            bin: bin(name),
+            args: vec![format!("--state={}", self.state)],
+            env: vec![
+                ("NETSTEP_ARM_ENDPOINT".into(), self.sim.url.clone()),
+                ("NETSTEP_ARM_TOKEN".into(), TEST_TOKEN.into()),
+                ("NETSTEP_LRO_POLL_MS".into(), "50".into()),
+                ("NETSTEP_DEPLOY_POLL_MS".into(), "100".into()),
+                ("NETSTEP_POLICY_POLL_MS".into(), "100".into()),
+            ],
+            outputs: self.dir.path().join(format!("outputs-{name}-{}", unique())),
+        }
+    }
+
+    /// `GET /_sim/<path>` as JSON.
+    pub async fn sim_get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/_sim/{path}", self.sim.url))
+            .send()
+            .await
+            .expect("sim get");
+        r.json().await.expect("sim json")
+    }
+
+    /// `POST /_sim/<path>` with a JSON body; returns the status and the JSON answer (or null).
+    pub async fn sim_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/{path}", self.sim.url))
+            .json(body)
+            .send()
+            .await
+            .expect("sim post");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// armsim's counters (`reads`, `writes`, `deletes`, `polls`, `by_operation`, ...).
+    pub async fn stats(&self) -> Value {
+        self.sim_get("stats").await
+    }
+
+    /// Resets armsim's counters and request log (not the world).
+    pub async fn reset_stats(&self) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/reset", self.sim.url))
+            .send()
+            .await
+            .expect("reset");
+        assert!(r.status().is_success());
+    }
+
+    /// Runs the steps in pipeline order with the same run key; panics on the first failure.
+    pub async fn run_pipeline(&self, intent: &Path, run_key: &str, mode: &str) -> Vec<StepOutput> {
+        let mut outs = Vec::new();
+        for s in STEPS {
+            let out = self
+                .step(s)
+                .intent(intent)
+                .run_key(run_key)
+                .mode(mode)
+                .run()
+                .await;
+            assert_eq!(
+                out.code, 0,
+                "{s} failed (exit {}):\n{}",
+                out.code, out.stderr
+            );
+            outs.push(out);
+        }
+        outs
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A step invocation being built.
+#[derive(Debug, Clone)]
+pub struct StepCmd {
+    bin: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    outputs: PathBuf,
+}
+
+impl StepCmd {
+    /// Adds a raw argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+    /// `--intent PATH`.
+    pub fn intent(self, p: &Path) -> Self {
+        let a = format!("--intent={}", p.display());
+        self.arg(a)
+    }
+    /// `--run-key KEY`.
+    pub fn run_key(self, k: &str) -> Self {
+        self.arg(format!("--run-key={k}"))
+    }
+    /// `--mode MODE`.
+    pub fn mode(self, m: &str) -> Self {
+        self.arg(format!("--mode={m}"))
+    }
+    /// `--mode apply`.
+    pub fn apply(self) -> Self {
+        self.mode("apply")
+    }
+    /// Sets an environment variable for the process.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Runs the binary to completion.
+    pub async fn run(self) -> StepOutput {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(&self.args)
+            .arg(format!("--outputs-dir={}", self.outputs.display()))
+            .env_remove("RUST_LOG")
+            .env("NETSTEP_LOG_FORMAT", "pretty")
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("spawn step");
+        let mut outputs = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&self.outputs) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with('.') {
+                    outputs.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        StepOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            outputs,
+        }
+    }
+}
+
+/// What a step run produced.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output (plans, reports).
+    pub stdout: String,
+    /// Standard error (logs).
+    pub stderr: String,
+    /// The Argo output files, by name.
+    pub outputs: BTreeMap<String, String>,
+}
