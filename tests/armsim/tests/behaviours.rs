@@ -109,7 +109,9 @@ async fn missing_subscription_resource_group_and_resources_use_arm_404_shapes() 
 
 #[tokio::test]
 async fn every_arm_response_carries_the_rate_limit_header_for_its_class() {
-    let (_h, c) = globo().await;
+    let mut cfg = fast(globojava_world());
+    cfg.limits.reads = (250, 0.001); // no refill between the two reads compared below
+    let (_h, c) = start(cfg).await;
     let r = c.get(&vnet_id("vnet-hub-eastus")).await;
     assert!(
         r.header("x-ms-ratelimit-remaining-subscription-reads")
@@ -150,7 +152,12 @@ async fn every_arm_response_carries_the_rate_limit_header_for_its_class() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(before, after + 1, "the POST did not consume a read token");
+    let log = c.sim("GET", "/_sim/log", None).await;
+    assert_eq!(
+        before,
+        after + 1,
+        "the POST did not consume a read token: {log}"
+    );
 }
 
 #[tokio::test]
@@ -498,7 +505,8 @@ async fn status(c: &Client, region: &str, ty: &str) -> Vec<Value> {
 }
 
 async fn until_deployed(c: &Client, region: &str, ty: &str) -> Value {
-    for _ in 0..200 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
         let v = status(c, region, ty).await;
         if let Some(d) = v.first()
             && (d["deploymentStatus"] == "Deployed" || d["deploymentStatus"] == "Failed")
@@ -512,7 +520,9 @@ async fn until_deployed(c: &Client, region: &str, ty: &str) -> Value {
 
 #[tokio::test]
 async fn commit_answers_202_with_location_without_retry_after_then_204() {
-    let (_h, c) = globo().await;
+    let mut cfg = fast(globojava_world());
+    cfg.lro_delay = Duration::from_millis(3000); // the first poll must still be pending
+    let (_h, c) = start(cfg).await;
     setup_connectivity(&c).await;
     let r = commit(
         &c,
@@ -580,8 +590,8 @@ async fn commit_checks_configuration_ids_types_and_scope_accesses() {
 #[tokio::test]
 async fn deployment_status_is_empty_right_after_commit_then_progresses_to_deployed() {
     let mut cfg = fast(globojava_world());
-    cfg.status_empty_window = Duration::from_millis(600);
-    cfg.deploy_delay = Duration::from_millis(1500);
+    cfg.status_empty_window = Duration::from_millis(2500);
+    cfg.deploy_delay = Duration::from_millis(5000);
     let (_h, c) = start(cfg).await;
     setup_connectivity(&c).await;
     let before = time::OffsetDateTime::now_utc()
@@ -936,7 +946,7 @@ async fn members(c: &Client, group: &str) -> Vec<String> {
 #[tokio::test]
 async fn policy_adds_tag_matching_vnets_after_the_evaluation_delay_and_drops_them() {
     let mut cfg = fast(globojava_world());
-    cfg.policy_delay = Duration::from_millis(400);
+    cfg.policy_delay = Duration::from_millis(2500);
     let (_h, c) = start(cfg).await;
     create_nm_and_groups(&c).await;
     assign_policies(&c).await;
@@ -944,7 +954,7 @@ async fn policy_adds_tag_matching_vnets_after_the_evaluation_delay_and_drops_the
         members(&c, "all-prod-spokes").await.is_empty(),
         "not evaluated yet"
     );
-    sleep_ms(500).await;
+    sleep_ms(2700).await;
     let prod = members(&c, "all-prod-spokes").await;
     assert_eq!(prod.len(), 7, "{prod:?}");
     assert!(prod.iter().all(|v| v.starts_with("vnet-prod-")));
@@ -961,7 +971,7 @@ async fn policy_adds_tag_matching_vnets_after_the_evaluation_delay_and_drops_the
         .await;
     assert_eq!(r.status, 200);
     assert!(members(&c, "global-hubs").await.is_empty());
-    sleep_ms(500).await;
+    sleep_ms(2700).await;
     assert_eq!(members(&c, "global-hubs").await, vec!["vnet-hub-eastus"]);
     // Retagging a spoke drops it (after the delay).
     c.patch(
@@ -970,7 +980,7 @@ async fn policy_adds_tag_matching_vnets_after_the_evaluation_delay_and_drops_the
     )
     .await;
     assert_eq!(members(&c, "all-prod-spokes").await.len(), 7);
-    sleep_ms(500).await;
+    sleep_ms(2700).await;
     assert_eq!(members(&c, "all-prod-spokes").await.len(), 6);
     // Deleting the assignment removes the policy-driven members.
     assert_eq!(c.delete(&assignment_id("p-prod")).await.status, 200);
@@ -1094,7 +1104,9 @@ async fn policy_definitions_are_validated() {
 
 #[tokio::test]
 async fn vnet_put_is_an_azure_async_operation_lro() {
-    let (_h, c) = globo().await;
+    let mut cfg = fast(globojava_world());
+    cfg.lro_delay = Duration::from_millis(3000); // the first poll must still be in progress
+    let (_h, c) = start(cfg).await;
     let id = net_id(SPOKES, "virtualNetworks/vnet-new");
     let body = json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": ["10.50.0.0/16"]}, "subnets": [{"name": "a", "properties": {"addressPrefix": "10.50.1.0/24"}}]}});
     let r = c.put(&id, body.clone()).await;
@@ -1250,7 +1262,7 @@ fn policy(region: &str, base: Option<&str>) -> Value {
 #[tokio::test]
 async fn firewall_policy_tree_allows_one_write_at_a_time() {
     let mut cfg = fast(globojava_world());
-    cfg.lro_delay = Duration::from_millis(500);
+    cfg.lro_delay = Duration::from_millis(3000);
     let (_h, c) = start(cfg).await;
     let parent = net_id(CONN, "firewallPolicies/fwp-parent");
     let r = c.put(&parent, policy("westeurope", None)).await;
@@ -1263,7 +1275,7 @@ async fn firewall_policy_tree_allows_one_write_at_a_time() {
         )
         .await;
     assert_eq!((r.status, r.code()), (409, "AnotherOperationInProgress"));
-    sleep_ms(600).await;
+    sleep_ms(3200).await;
     let child = net_id(CONN, "firewallPolicies/fwp-child");
     assert_eq!(
         c.put(&child, policy("westeurope", Some(&parent)))
@@ -1274,7 +1286,7 @@ async fn firewall_policy_tree_allows_one_write_at_a_time() {
     // The parent is part of the child's tree.
     let r = c.put(&parent, policy("westeurope", None)).await;
     assert_eq!((r.status, r.code()), (409, "AnotherOperationInProgress"));
-    sleep_ms(600).await;
+    sleep_ms(3200).await;
     let r = c
         .put(
             &format!("{parent}/ruleCollectionGroups/rcg1"),
