@@ -174,9 +174,7 @@ async fn scenario(dir: PathBuf) -> u64 {
         ("avnm-prod", "env", "prod", "all-prod-spokes"),
         ("avnm-nonprod", "env", "nonprod", "all-nonprod-spokes"),
     ] {
-        let r = c
-            .put(&def_id(name), policy_def(name, tag, value, group))
-            .await;
+        let r = c.put(&def_id(name), policy_def(tag, value, group)).await;
         assert_eq!(r.status, 201, "{}", r.body);
         let r = c
             .put(

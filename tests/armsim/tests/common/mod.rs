@@ -269,8 +269,7 @@ pub fn mesh_body() -> Value {
         "appliesToGroups": [{"networkGroupId": group_id("global-hubs"), "groupConnectivity": "None", "isGlobal": "True", "useHubGateway": "False"}]}})
 }
 
-pub fn policy_def(name: &str, tag: &str, value: &str, group: &str) -> Value {
-    let _ = name;
+pub fn policy_def(tag: &str, value: &str, group: &str) -> Value {
     json!({"properties": {"displayName": format!("avnm-{group}"), "mode": "Microsoft.Network.Data", "policyType": "Custom",
         "policyRule": {"if": {"allOf": [
             {"field": "type", "equals": "Microsoft.Network/virtualNetworks"},
