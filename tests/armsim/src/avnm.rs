@@ -593,7 +593,7 @@ fn put(
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    if let Err(r) = semantic(g, req, kind, id, nm_id, &mut props, &body) {
+    if let Err(r) = semantic(g, kind, id, nm_id, &mut props, &body) {
         return r;
     }
     let mut stored = Map::new();
@@ -720,7 +720,6 @@ fn group_exists_in(g: &Inner, nm_id: &str, gid: &str) -> bool {
 /// Cross-resource checks the RP performs on a PUT.
 fn semantic(
     g: &Inner,
-    req: &Req,
     kind: Kind,
     id: &str,
     nm_id: &str,
@@ -990,7 +989,6 @@ fn semantic(
             if props.get("description").is_none() {
                 props["description"] = json!("");
             }
-            let _ = req;
         }
         _ => {}
     }

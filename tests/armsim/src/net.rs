@@ -778,7 +778,6 @@ fn stored_top(id: &str, name: &str, kind: Kind, body: &Value, props: Value) -> V
     Value::Object(m)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn put(
     g: &mut Inner,
     req: &Req,
@@ -905,7 +904,7 @@ fn put(
             if let Some(busy) = policy_tree_busy(g, &top_id, req) {
                 return another_op(&busy);
             }
-            if let Err(r) = check_rcg(g, &props, id, &top_id) {
+            if let Err(r) = check_rcg(&props, id) {
                 return r;
             }
             json!({"id": id, "name": name, "type": kind.arm_type(), "properties": props})
@@ -1300,7 +1299,7 @@ fn check_policy(g: &Inner, props: &Value, id: &str, location: &str) -> Result<()
     Ok(())
 }
 
-fn check_rcg(g: &Inner, props: &Value, id: &str, pid: &str) -> Result<(), Reply> {
+fn check_rcg(props: &Value, id: &str) -> Result<(), Reply> {
     if props.get("priority").is_none_or(Value::is_null) {
         return Err(Reply::bad_request(
             "FirewallPolicyRuleCollectionGroupPriorityMissing",
@@ -1347,7 +1346,6 @@ fn check_rcg(g: &Inner, props: &Value, id: &str, pid: &str) -> Result<(), Reply>
         }
         names.push(n);
     }
-    let _ = (g, pid);
     Ok(())
 }
 
@@ -1471,7 +1469,6 @@ fn put_vnet_child(
         })
         .cloned()
         .unwrap_or_default();
-    let _ = id;
     let loc = vnet.location().to_string();
     lro_reply(g, req, if existed { 200 } else { 201 }, child, &loc)
 }

@@ -410,48 +410,70 @@ fn params_of(a: &Res, def: &Res) -> Value {
     Value::Object(out)
 }
 
-fn in_scope(a: &Res, vnet_id: &str) -> bool {
-    let vl = vnet_id.to_ascii_lowercase();
-    let scope = a.props()["scope"]
-        .as_str()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !vl.starts_with(&format!("{scope}/")) {
-        return false;
-    }
-    !a.props()["notScopes"].as_array().is_some_and(|n| {
-        n.iter().any(|s| {
-            s.as_str().is_some_and(|s| {
-                vl == s.to_ascii_lowercase()
-                    || vl.starts_with(&format!("{}/", s.to_ascii_lowercase()))
-            })
-        })
-    })
+/// An applicable assignment, prepared once for evaluating many VNets.
+struct Prepared<'a> {
+    /// Lower-cased scope with a trailing slash.
+    scope: String,
+    not_scopes: Vec<String>,
+    params: Value,
+    rule: &'a Value,
+    /// The assignment or definition changed less than `policy_delay` ago.
+    pending: bool,
 }
 
-fn evaluates(g: &Inner, a: &Res, def: &Res, vnet: &Res, now: Instant) -> bool {
-    let delay = g.cfg.policy_delay;
-    // A new or changed assignment/definition is not evaluated before the delay.
-    if now < a.tags_changed_at + delay || now < def.tags_changed_at + delay {
-        return false;
+impl<'a> Prepared<'a> {
+    fn new(g: &Inner, a: &'a Res, def: &'a Res, now: Instant) -> Self {
+        let delay = g.cfg.policy_delay;
+        Prepared {
+            scope: format!(
+                "{}/",
+                a.props()["scope"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+            ),
+            not_scopes: a.props()["notScopes"]
+                .as_array()
+                .map(|n| {
+                    n.iter()
+                        .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            params: params_of(a, def),
+            rule: &def.props()["policyRule"]["if"],
+            pending: now < a.tags_changed_at + delay || now < def.tags_changed_at + delay,
+        }
     }
-    if !in_scope(a, &vnet.id) {
-        return false;
+
+    fn evaluates(&self, g: &Inner, vnet: &Res, now: Instant) -> bool {
+        if self.pending {
+            return false;
+        }
+        let vl = vnet.id.to_ascii_lowercase();
+        if !vl.starts_with(&self.scope) {
+            return false;
+        }
+        if self.not_scopes.iter().any(|s| {
+            vl == *s || (vl.starts_with(s.as_str()) && vl.as_bytes().get(s.len()) == Some(&b'/'))
+        }) {
+            return false;
+        }
+        // Tag changes reach the policy engine after the delay.
+        let tags = if now < vnet.tags_changed_at + g.cfg.policy_delay {
+            &vnet.prev_tags
+        } else {
+            vnet.tags()
+        };
+        let view = View {
+            id: &vnet.id,
+            name: vnet.name(),
+            ty: Kind::VirtualNetwork.arm_type(),
+            location: vnet.location(),
+            tags,
+        };
+        eval(self.rule, &view, &self.params)
     }
-    // Tag changes reach the policy engine after the delay.
-    let tags = if now < vnet.tags_changed_at + delay {
-        &vnet.prev_tags
-    } else {
-        vnet.tags()
-    };
-    let view = View {
-        id: &vnet.id,
-        name: vnet.name(),
-        ty: Kind::VirtualNetwork.arm_type(),
-        location: vnet.location(),
-        tags,
-    };
-    eval(&def.props()["policyRule"]["if"], &view, &params_of(a, def))
 }
 
 /// Whether Azure Policy has made `vnet` a member of network group `gid` by `now`.
@@ -459,14 +481,19 @@ pub fn dynamic_member(g: &Inner, gid: &str, vnet: &Res, now: Instant) -> bool {
     let sub = vnet.id.split('/').nth(2).unwrap_or("");
     group_assignments(g, sub, gid)
         .into_iter()
-        .any(|(a, def)| evaluates(g, a, def, vnet, now))
+        .any(|(a, def)| Prepared::new(g, a, def, now).evaluates(g, vnet, now))
 }
 
 /// All VNets Azure Policy has put into group `gid` by `now`.
 pub fn dynamic_members(g: &Inner, gid: &str, now: Instant) -> Vec<String> {
     let sub = gid.split('/').nth(2).unwrap_or("");
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (a, def) in group_assignments(g, sub, gid) {
+        let prepared = Prepared::new(g, a, def, now);
+        if prepared.pending {
+            continue;
+        }
         let scope = a.props()["scope"].as_str().unwrap_or("").to_string();
         let st = crate::model::parse_id(&scope);
         let coll = match st.as_ref().and_then(|t| t.rg.clone()) {
@@ -480,9 +507,7 @@ pub fn dynamic_members(g: &Inner, gid: &str, now: Instant) -> Vec<String> {
             ),
         };
         for v in g.store.list(&coll) {
-            if evaluates(g, a, def, v, now)
-                && !out.iter().any(|x: &String| x.eq_ignore_ascii_case(&v.id))
-            {
+            if prepared.evaluates(g, v, now) && seen.insert(v.id.to_ascii_lowercase()) {
                 out.push(v.id.clone());
             }
         }

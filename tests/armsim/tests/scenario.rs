@@ -53,7 +53,8 @@ async fn lro_put(c: &Client, path: &str, body: Value, want: u16) -> Resp {
 
 async fn wait_deployed(c: &Client, ty: &str, regions: &[&str]) -> Value {
     let nm = nm_id();
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         let r = c
             .post(
                 &format!("{nm}/listDeploymentStatus"),
@@ -173,9 +174,7 @@ async fn scenario(dir: PathBuf) -> u64 {
         ("avnm-prod", "env", "prod", "all-prod-spokes"),
         ("avnm-nonprod", "env", "nonprod", "all-nonprod-spokes"),
     ] {
-        let r = c
-            .put(&def_id(name), policy_def(name, tag, value, group))
-            .await;
+        let r = c.put(&def_id(name), policy_def(tag, value, group)).await;
         assert_eq!(r.status, 201, "{}", r.body);
         let r = c
             .put(

@@ -190,7 +190,8 @@ impl Client {
     }
     /// Polls an Azure-AsyncOperation URL until it leaves InProgress.
     pub async fn wait_async(&self, url: &str) -> Value {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             let r = self.follow(url).await;
             assert_eq!(r.status, 200, "poll {url}: {}", r.body);
             if r.body["status"] != "InProgress" {
@@ -202,7 +203,8 @@ impl Client {
     }
     /// Polls a Location URL until it stops answering 202; returns the final status.
     pub async fn wait_location(&self, url: &str) -> u16 {
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             let r = self.follow(url).await;
             if r.status != 202 {
                 return r.status;
@@ -267,8 +269,7 @@ pub fn mesh_body() -> Value {
         "appliesToGroups": [{"networkGroupId": group_id("global-hubs"), "groupConnectivity": "None", "isGlobal": "True", "useHubGateway": "False"}]}})
 }
 
-pub fn policy_def(name: &str, tag: &str, value: &str, group: &str) -> Value {
-    let _ = name;
+pub fn policy_def(tag: &str, value: &str, group: &str) -> Value {
     json!({"properties": {"displayName": format!("avnm-{group}"), "mode": "Microsoft.Network.Data", "policyType": "Custom",
         "policyRule": {"if": {"allOf": [
             {"field": "type", "equals": "Microsoft.Network/virtualNetworks"},
