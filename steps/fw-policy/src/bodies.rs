@@ -16,6 +16,7 @@ use netstep::intent::{
     ApplicationRule, FwAction, FwCollectionKind, FwRule, FwRuleCollection, NatRule, NetworkRule,
     RuleCollectionGroup,
 };
+use netstep::plan::FieldChange;
 use serde_json::{Map, Value, json};
 
 /// `PUT firewallPolicies/{p}/ruleCollectionGroups/{rcg}` for one intent group.
@@ -215,6 +216,47 @@ pub fn rcg_owned_view(body: &Value) -> Value {
         })
         .unwrap_or_default();
     json!({"properties": {"priority": p["priority"], "ruleCollections": collections}})
+}
+
+/// The fields a `+ create` of a rule collection group shows: its priority, then one line per
+/// collection (type, action, priority) and one per rule, so a reviewer reads every rule.
+pub fn rcg_create_fields(body: &Value) -> Vec<FieldChange> {
+    let v = rcg_owned_view(body);
+    let p = &v["properties"];
+    let mut out = vec![FieldChange {
+        path: "properties.priority".into(),
+        old: None,
+        new: Some(p["priority"].clone()),
+    }];
+    for c in p["ruleCollections"].as_array().into_iter().flatten() {
+        let name = c["name"].as_str().unwrap_or_default();
+        out.push(FieldChange {
+            path: format!("properties.ruleCollections[{name}]"),
+            old: None,
+            new: Some(json!({
+                "ruleCollectionType": c["ruleCollectionType"],
+                "priority": c["priority"],
+                "action": c["action"]["type"],
+            })),
+        });
+        for r in c["rules"].as_array().into_iter().flatten() {
+            let rule = format!(
+                "properties.ruleCollections[{name}].rules[{}]",
+                r["name"].as_str().unwrap_or_default()
+            );
+            for (k, val) in r.as_object().into_iter().flatten() {
+                let empty = val.as_array().is_some_and(Vec::is_empty) || val == "";
+                if k != "name" && !empty {
+                    out.push(FieldChange {
+                        path: format!("{rule}.{k}"),
+                        old: None,
+                        new: Some(val.clone()),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Deletes the member at a dotted path where `[]` walks every array item.
@@ -458,6 +500,22 @@ mod tests {
         );
         assert_eq!(rc[2]["action"]["type"], "DNAT");
         assert_eq!(rc[2]["rules"][0]["translatedPort"], "22");
+    }
+
+    #[test]
+    fn create_fields_show_one_line_per_rule_field() {
+        let f = rcg_create_fields(&rule_collection_group(&group()));
+        let paths: Vec<&str> = f.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths[0], "properties.priority");
+        assert!(paths.contains(&"properties.ruleCollections[dnat]"));
+        let ports = f
+            .iter()
+            .find(|c| c.path == "properties.ruleCollections[net].rules[dns].destinationPorts")
+            .unwrap();
+        assert_eq!(ports.new, Some(json!(["53"])));
+        // Empty lists are not shown.
+        assert!(!paths.contains(&"properties.ruleCollections[net].rules[dns].destinationFqdns"));
+        assert!(f.iter().all(|c| c.old.is_none()));
     }
 
     #[test]

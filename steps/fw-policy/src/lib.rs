@@ -297,7 +297,12 @@ fn reconcile(
         let id = format!("{}/ruleCollectionGroups/{}", parent.id, g.name);
         let desired = bodies::rule_collection_group(g);
         let change = match actual.rcgs.get(&g.name.to_ascii_lowercase()) {
-            None => plan::plan_resource(&id, types::RULE_COLLECTION_GROUP, &desired, None),
+            None => Some(ResourceChange {
+                action: Action::Create,
+                resource_id: id.clone(),
+                resource_type: types::RULE_COLLECTION_GROUP.into(),
+                fields: bodies::rcg_create_fields(&desired),
+            }),
             Some(cur) => {
                 let fields = plan::diff(
                     &bodies::rcg_owned_view(&desired),
@@ -344,6 +349,12 @@ fn reconcile(
         if current.is_some_and(|c| c.eq_ignore_ascii_case(&child.id)) {
             continue;
         }
+        out.plan.notes.push(format!(
+            "associate {} with {} (now: {})",
+            plan::short_id(fw["id"].as_str().unwrap_or(fw_id)),
+            plan::short_id(&child.id),
+            current.map_or("none", plan::short_id)
+        ));
         associations.push((
             ResourceChange {
                 action: Action::Update,
@@ -405,6 +416,11 @@ fn reconcile(
             if wanted_assoc.contains(&fk) {
                 continue;
             }
+            out.plan.notes.push(format!(
+                "dissociate {} from {} (prune)",
+                plan::short_id(&fid),
+                plan::short_id(&id)
+            ));
             dissociate.push((
                 ResourceChange {
                     action: Action::Update,

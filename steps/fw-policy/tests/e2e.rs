@@ -296,6 +296,13 @@ async fn foreign_firewall_properties_survive_and_drift_is_repaired_exactly() {
         plan.stdout
     );
     assert!(
+        plan.stdout.contains(
+            "* associate azureFirewalls/afw-hub-westus with firewallPolicies/fwp-globojava-westus (now: none)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
         plan.stdout
             .contains("Plan: 0 to create, 1 to update, 0 to delete."),
         "{}",
