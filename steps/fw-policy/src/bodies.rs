@@ -286,9 +286,11 @@ fn strip_path(v: &mut Value, path: &[&str]) {
 }
 
 /// Members of `AzureFirewall` (and its `Resource` envelope) that firewall.json marks
-/// `readOnly`, plus `systemData`, which is not part of the 2026-07-01 model. Sending them back
-/// in a PUT is rejected by Microsoft's validator (`READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST`);
-/// the Network RP itself ignores them.
+/// `readOnly`, plus `systemData`, which is not part of the 2026-07-01 model. Dropping them is
+/// needed: a PUT that echoes the GET verbatim fails Microsoft's validator (`check-traffic`
+/// reported `READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST` for `$.name`, `$.type`, `$.etag` and
+/// `$.properties.ipConfigurations[0].{etag,type,properties.privateIPAddress}` on such a
+/// recorded request); the Network RP itself ignores them. Everything else is sent as read.
 pub const FIREWALL_READ_ONLY: &[&str] = &[
     "name",
     "type",
