@@ -816,11 +816,23 @@ pub fn isolation_check(intent: &Intent, w: &World, m: &Membership) -> Check {
             }
         }
         rules.insert(key.clone(), parsed);
+        // Membership as AVNM shows it; for groups no active configuration in the VNet's
+        // region exposes, what policy must produce from the VNet's current tags.
+        let observable = m.observable_in(w, key);
+        let mut groups = observed_groups(&eff);
+        groups.extend(
+            m.by_policy
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter(|g| !observable.contains(*g))
+                .cloned(),
+        );
         eps.insert(
             key.clone(),
             Endpoint {
                 id: vnet_label(w, key),
-                groups: observed_groups(&eff),
+                groups,
                 prefixes: w
                     .vnets
                     .get(key)

@@ -87,7 +87,13 @@ async fn state_record(env: &Env, run_key: &str, step: &str) -> Option<Value> {
 async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters() {
     let env = converged_env().await;
     env.reset_stats().await;
-    let out = verify(&env, "sha1-infra", &[]).await;
+    let traffic = env.dir.path().join("traffic");
+    let out = verify(
+        &env,
+        "sha1-infra",
+        &[&format!("--record-traffic={}", traffic.display())],
+    )
+    .await;
     assert_eq!(
         out.code, 0,
         "stdout:\n{}\nstderr:\n{}",
@@ -131,6 +137,20 @@ async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters()
         stats["by_operation"]["POST listNetworkManagerEffectiveConnectivityConfigurations"], 21,
         "{stats}"
     );
+    // Every exchange was recorded (oav format) for check-traffic; set
+    // NETSTEP_VERIFY_TRAFFIC_OUT to keep a copy.
+    let recorded: Vec<_> = std::fs::read_dir(&traffic).unwrap().flatten().collect();
+    assert!(
+        recorded.len() >= 42,
+        "{} exchanges recorded",
+        recorded.len()
+    );
+    if let Ok(keep) = std::env::var("NETSTEP_VERIFY_TRAFFIC_OUT") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for e in &recorded {
+            std::fs::copy(e.path(), std::path::Path::new(&keep).join(e.file_name())).unwrap();
+        }
+    }
     // The record is written with the report.
     let rec = state_record(&env, "sha1-infra", "verify")
         .await
@@ -190,4 +210,242 @@ async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters()
         .await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.outputs["changes"], "0");
+}
+
+const SUB: &str = "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_behind_our_back_exits_3_naming_each_difference() {
+    let env = converged_env().await;
+    let intent = common::intent(&env);
+    let arm = common::client(&env);
+    let nm = intent.network_manager_id();
+    // A deleted DNS link.
+    let zone = format!(
+        "{SUB}/resourceGroups/rg-globojava-connectivity/providers/Microsoft.Network/privateDnsZones/globojava.com"
+    );
+    let (st, _) = env
+        .sim_post("drift", &json!({"op": "delete", "id": format!("{zone}/virtualNetworkLinks/link-vnet-nonprod-westus")}))
+        .await;
+    assert_eq!(st, 200);
+    // A changed admin rule (priority 100 -> 150).
+    let rule_id = format!(
+        "{nm}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation/rules/deny-prod-to-nonprod-out"
+    );
+    let mut rule = arm.get(&rule_id).await.unwrap().unwrap();
+    rule["properties"]["priority"] = json!(150);
+    let (st, body) = env
+        .sim_post("drift", &json!({"op": "put", "resource": rule}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // A retagged VNet: prod -> nonprod.
+    let vnet = format!(
+        "{SUB}/resourceGroups/rg-globojava-spokes/providers/Microsoft.Network/virtualNetworks/vnet-prod-westus"
+    );
+    let (st, body) = env
+        .sim_post("drift", &json!({"op": "retag", "id": vnet, "tags": {"env": "nonprod", "costcenter": "cc-4711"}}))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    env.reset_stats().await;
+
+    let out = verify(&env, "sha2-drift", &["--wait-membership=20"]).await;
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(out.outputs["drift"], "true");
+    let r = report(&out);
+    assert!(
+        has_difference(
+            &r,
+            "/virtualNetworkLinks/link-vnet-nonprod-westus",
+            "exists",
+            json!(true),
+            json!(false)
+        ),
+        "{r:#}"
+    );
+    assert!(
+        has_difference(
+            &r,
+            "/rules/deny-prod-to-nonprod-out",
+            "properties.priority",
+            json!(100),
+            json!(150)
+        ),
+        "{r:#}"
+    );
+    assert!(
+        has_difference(
+            &r,
+            "/virtualNetworks/vnet-prod-westus",
+            "tags.env",
+            json!("prod"),
+            json!("nonprod")
+        ),
+        "{r:#}"
+    );
+    assert!(
+        has_difference(
+            &r,
+            "/virtualNetworks/vnet-prod-westus",
+            "membership[all-prod-spokes]",
+            json!(true),
+            json!(false)
+        ),
+        "{r:#}"
+    );
+    assert!(
+        has_difference(
+            &r,
+            "/virtualNetworks/vnet-prod-westus",
+            "membership[all-nonprod-spokes]",
+            json!(false),
+            json!(true)
+        ),
+        "{r:#}"
+    );
+    // The retagged spoke is no longer isolated from westus' nonprod spoke.
+    assert!(
+        differences(&r).iter().any(
+            |d| d["resource"] == "vnet-prod-westus -> vnet-nonprod-westus"
+                && d["field"] == "isolation"
+        ),
+        "{r:#}"
+    );
+    // The summary names them too.
+    assert!(out.stdout.contains("✗ dns-links"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "rules/deny-prod-to-nonprod-out properties.priority: expected 100, actual 150"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.outputs["changes"], r["changes"].to_string());
+    // Nothing else drifted.
+    for ok in [
+        "network-manager",
+        "firewall-policies",
+        "dns-records",
+        "hub-mesh",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("✓ {ok} ")),
+            "{ok}:\n{}",
+            out.stdout
+        );
+    }
+    // Written before exiting 3, read-only all the same.
+    let rec = state_record(&env, "sha2-drift", "verify")
+        .await
+        .expect("record before exit 3");
+    assert_eq!(rec["status"], "drift");
+    assert!(common::writes(&env.stats().await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_prod_vnet_is_a_dynamic_member_connected_to_its_hub_and_isolated() {
+    let env = converged_env().await;
+    // A VNet the intent does not name appears, tagged env=prod, in eastus.
+    let vnet = format!(
+        "{SUB}/resourceGroups/rg-globojava-spokes/providers/Microsoft.Network/virtualNetworks/vnet-prod2-eastus"
+    );
+    let (st, body) = env
+        .sim_post(
+            "drift",
+            &json!({"op": "add_vnet", "resource": {
+                "id": vnet, "location": "eastus", "tags": {"env": "prod"},
+                "properties": {"addressSpace": {"addressPrefixes": ["10.1.64.0/20"]},
+                    "subnets": [{"name": "snet-app", "properties": {"addressPrefix": "10.1.64.0/24"}}]}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // Immediately: policy has not evaluated it yet; verify waits for it.
+    let out = verify(&env, "sha3-new", &["--wait-membership=30"]).await;
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let r = report(&out);
+    assert_eq!(
+        r["membership"]["vnet-prod2-eastus"],
+        json!(["all-prod-spokes", "all-prod-spokes-eastus"]),
+        "{r:#}"
+    );
+    let check = |name: &str| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(check("spoke-to-hub")["checked"], 15);
+    assert_eq!(check("spoke-to-hub")["passed"], true);
+    // 8 prod x 7 nonprod, both directions.
+    assert_eq!(check("prod-nonprod-isolation")["checked"], 8 * 7 * 2);
+    assert_eq!(check("prod-nonprod-isolation")["passed"], true);
+    assert!(
+        check("group-membership")["notes"]
+            .to_string()
+            .contains("vnet-prod2-eastus"),
+        "{r:#}"
+    );
+
+    // The same VNet, but the admin rules no longer apply to prod: it is found leaking.
+    let arm = common::client(&env);
+    let intent = common::intent(&env);
+    let rc = format!(
+        "{}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation",
+        intent.network_manager_id()
+    );
+    let mut body = arm.get(&rc).await.unwrap().unwrap();
+    body["properties"]["appliesToGroups"] =
+        json!([{"networkGroupId": intent.network_group_id("all-nonprod-spokes")}]);
+    let (st, b) = env
+        .sim_post("drift", &json!({"op": "put", "resource": body}))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let out = verify(
+        &env,
+        "sha3-leak",
+        &["--only=security-admin", "--wait-membership=5"],
+    )
+    .await;
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let r = report(&out);
+    // Nonprod's own rules still deny both ways at the nonprod side: isolation holds.
+    assert_eq!(
+        check_of(&r, "prod-nonprod-isolation")["passed"],
+        true,
+        "{r:#}"
+    );
+    assert!(
+        has_difference(
+            &r,
+            "/rules/deny-prod-to-nonprod-out",
+            "ruleCollection.appliesToGroups",
+            json!(["all-nonprod-spokes", "all-prod-spokes"]),
+            json!(["all-nonprod-spokes"])
+        ),
+        "{r:#}"
+    );
+}
+
+fn check_of(r: &Value, name: &str) -> Value {
+    r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap()
 }
