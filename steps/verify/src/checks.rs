@@ -1060,3 +1060,150 @@ pub fn membership_view(intent: &Intent, w: &World, m: &Membership) -> Value {
     }
     Value::Object(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globojava() -> Intent {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/globojava/intent.yaml");
+        netstep::intent::load_file(&p).unwrap()
+    }
+
+    fn vnet(id: &str, location: &str, tags: &[(&str, &str)]) -> Vnet {
+        Vnet {
+            id: id.into(),
+            location: location.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            prefixes: vec!["10.9.0.0/16".into()],
+        }
+    }
+
+    /// Azure as the intent wants it (VNets with their declared tags), nothing deployed.
+    fn world_of(i: &Intent) -> World {
+        let mut w = World::default();
+        for v in i.vnets() {
+            let tags: Vec<(&str, &str)> = v
+                .tags
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            w.vnets.insert(
+                lc(&v.id),
+                Vnet {
+                    prefixes: v.address_space.to_vec(),
+                    ..vnet(&v.id, v.region, &tags)
+                },
+            );
+        }
+        w
+    }
+
+    #[test]
+    fn tag_groups_match_by_tags_location_and_static_members() {
+        let i = globojava();
+        let groups = i.groups();
+        let tags: BTreeMap<String, String> = [("ENV".to_string(), "prod".to_string())].into();
+        let m = groups_matching(&groups, "/v", "eastus", &tags);
+        let names: Vec<&str> = m.iter().map(|g| name_of(g)).collect();
+        assert_eq!(names, vec!["all-prod-spokes", "all-prod-spokes-eastus"]);
+        assert!(groups_matching(&groups, "/v", "eastus", &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn dynamic_members_are_vnets_the_intent_does_not_name_whose_tags_match() {
+        let i = globojava();
+        let mut w = world_of(&i);
+        let extra =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/new";
+        w.vnets
+            .insert(lc(extra), vnet(extra, "westus", &[("env", "nonprod")]));
+        let other = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/unrelated";
+        w.vnets
+            .insert(lc(other), vnet(other, "westus", &[("team", "x")]));
+        let m = Membership::build(&i, &w);
+        assert_eq!(m.vnets.len(), 22);
+        assert!(m.vnets.contains(&lc(extra)));
+        assert!(!m.vnets.contains(&lc(other)));
+        let names: Vec<&str> = m.expected[&lc(extra)].iter().map(|g| name_of(g)).collect();
+        assert_eq!(
+            names,
+            vec!["all-nonprod-spokes", "all-nonprod-spokes-westus"]
+        );
+        // Nothing deployed: nothing observable, so nothing to wait for and nothing to report.
+        assert!(m.unconverged(&w).is_empty());
+        assert!(group_membership(&i, &w, &m, true).passed);
+    }
+
+    #[test]
+    fn membership_differences_are_reported_per_observable_group() {
+        let i = globojava();
+        let mut w = world_of(&i);
+        let prod = i.network_group_id("all-prod-spokes");
+        let nonprod = i.network_group_id("all-nonprod-spokes");
+        w.active_security = vec![json!({"region": "eastus", "id": "/r",
+            "ruleCollectionAppliesToGroups": [{"networkGroupId": prod}, {"networkGroupId": nonprod}]})];
+        let p = i.vnet("vnet-prod-eastus").unwrap().id;
+        // AVNM says the prod spoke is in the nonprod group.
+        w.effective.insert(
+            lc(&p),
+            Effective {
+                connectivity: None,
+                security: Some(vec![json!({"ruleGroups": [{"id": nonprod}]})]),
+            },
+        );
+        let m = Membership::build(&i, &w);
+        assert_eq!(
+            m.unconverged(&w).len(),
+            2,
+            "the prod spoke and the nonprod spoke (no data)"
+        );
+        let c = group_membership(&i, &w, &m, false);
+        assert!(!c.passed);
+        assert!(c.differences.contains(&Difference::new(
+            &p,
+            "membership[all-prod-spokes]",
+            true,
+            false
+        )));
+        assert!(c.differences.contains(&Difference::new(
+            &p,
+            "membership[all-nonprod-spokes]",
+            false,
+            true
+        )));
+        assert!(c.notes.iter().any(|n| n.contains("had not converged")));
+    }
+
+    #[test]
+    fn deployment_status_wants_deployed_goal_states() {
+        let i = globojava();
+        let mut w = world_of(&i);
+        let goals = desired::goal_states(&i);
+        for (region, ids) in &goals["Connectivity"] {
+            w.deployment_status
+                .push(json!({"region": region, "deploymentType": "Connectivity",
+                "deploymentStatus": "Deployed", "configurationIds": ids}));
+        }
+        assert!(
+            deployment_status(&i, &w, "Connectivity", "connectivity")
+                .unwrap()
+                .passed
+        );
+        w.deployment_status[0]["deploymentStatus"] = json!("Failed");
+        w.deployment_status[0]["errorMessage"] = json!("boom");
+        w.deployment_status[1]["configurationIds"] = json!([]);
+        let c = deployment_status(&i, &w, "Connectivity", "connectivity").unwrap();
+        assert_eq!(c.differences.len(), 2, "{:?}", c.differences);
+        assert_eq!(c.differences[0].actual, json!("Failed (boom)"));
+        assert_eq!(c.differences[1].field, "configurationIds[Connectivity]");
+        // Nothing deployed for SecurityAdmin at all: one difference per field, all 7 regions.
+        let c = deployment_status(&i, &w, "SecurityAdmin", "security-admin").unwrap();
+        assert_eq!(c.differences.len(), 2);
+        assert!(c.differences.iter().all(|d| d.regions.len() == 7));
+    }
+}

@@ -449,3 +449,76 @@ fn check_of(r: &Value, name: &str) -> Value {
         .cloned()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_wait_is_bounded_and_waits_for_policy() {
+    let mut opts = EnvOptions::globojava().file_state();
+    opts.sim.policy_delay = std::time::Duration::from_secs(3);
+    let env = Env::start(opts).await;
+    let intent = common::intent(&env);
+    common::converge(&env, &intent).await;
+    // Let the initial policy evaluation land.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let vnet = format!(
+        "{SUB}/resourceGroups/rg-globojava-spokes/providers/Microsoft.Network/virtualNetworks/vnet-prod2-westus"
+    );
+    let (st, body) = env
+        .sim_post(
+            "drift",
+            &json!({"op": "add_vnet", "resource": {
+                "id": vnet, "location": "westus", "tags": {"env": "prod"},
+                "properties": {"addressSpace": {"addressPrefixes": ["10.2.64.0/20"]}}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    // No waiting: policy has not caught up, the new VNet is not a member yet -> drift.
+    let out = verify(
+        &env,
+        "sha4-nowait",
+        &["--wait-membership=0", "--only=groups"],
+    )
+    .await;
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let r = report(&out);
+    assert!(
+        has_difference(
+            &r,
+            "/vnet-prod2-westus",
+            "membership[all-prod-spokes-westus]",
+            json!(true),
+            json!(false)
+        ),
+        "{r:#}"
+    );
+    assert!(
+        check_of(&r, "group-membership")["notes"]
+            .to_string()
+            .contains("had not converged"),
+        "{r:#}"
+    );
+    // With a bound long enough, verify polls until policy has evaluated it.
+    let out = verify(
+        &env,
+        "sha4-wait",
+        &["--wait-membership=30", "--only=groups"],
+    )
+    .await;
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains("waiting for policy-driven membership"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        report(&out)["membership"]["vnet-prod2-westus"],
+        json!(["all-prod-spokes", "all-prod-spokes-westus"])
+    );
+}
