@@ -410,11 +410,12 @@ pub fn group_membership(intent: &Intent, w: &World, m: &Membership, converged: b
             }
         }
     }
+    let intent_ids: BTreeSet<String> = intent.vnets().iter().map(|v| lc(&v.id)).collect();
     let mut c = Check::new("group-membership", "groups", m.vnets.len(), d);
     let dynamic: Vec<&str> = m
         .vnets
         .iter()
-        .filter(|v| !intent.vnets().iter().any(|x| lc(&x.id) == **v))
+        .filter(|v| !intent_ids.contains(*v))
         .map(|v| w.vnets.get(v).map_or(v.as_str(), |x| x.name()))
         .collect();
     if !dynamic.is_empty() {
@@ -623,7 +624,8 @@ struct Roles {
 fn roles(intent: &Intent, w: &World, m: &Membership) -> Roles {
     let mut hubs = Vec::new();
     let mut spokes = Vec::new();
-    let intent_vnets = intent.vnets();
+    let intent_vnets: BTreeMap<String, netstep::intent::VnetRef<'_>> =
+        intent.vnets().into_iter().map(|v| (lc(&v.id), v)).collect();
     let spoke_group_ids: BTreeSet<String> = intent
         .connectivity
         .as_ref()
@@ -636,7 +638,7 @@ fn roles(intent: &Intent, w: &World, m: &Membership) -> Roles {
         })
         .unwrap_or_default();
     for key in &m.vnets {
-        match intent_vnets.iter().find(|v| lc(&v.id) == *key) {
+        match intent_vnets.get(key) {
             Some(v) if v.role == VnetRole::Hub => hubs.push(key.clone()),
             Some(v) => spokes.push((
                 key.clone(),
