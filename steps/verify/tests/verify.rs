@@ -522,3 +522,38 @@ async fn membership_wait_is_bounded_and_waits_for_policy() {
         json!(["all-prod-spokes", "all-prod-spokes-westus"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_and_outcome_records_in_azurite() {
+    let env = Env::start(EnvOptions::globojava()).await;
+    let intent = common::intent(&env);
+    common::converge(&env, &intent).await;
+    let out = verify(&env, "sha5-az", &["--only=dns"]).await;
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(out.outputs["record"], "runs/sha5-az/verify.json");
+    let rec = state_record(&env, "sha5-az", "verify")
+        .await
+        .expect("verify record");
+    assert_eq!(rec["status"], "converged");
+    assert_eq!(rec["extra"]["report"]["checks"][1]["name"], "dns-links");
+    assert_eq!(rec["extra"]["report"]["checks"][1]["checked"], 21);
+    env.reset_stats().await;
+    let out = env
+        .step("verify")
+        .run_key("sha5-az")
+        .arg("--outcome=Succeeded")
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.stats().await["requests"], 0);
+    let rec = state_record(&env, "sha5-az", "outcome")
+        .await
+        .expect("outcome record");
+    assert_eq!(rec["status"], "converged");
+    assert_eq!(rec["extra"]["outcome"], "Succeeded");
+    assert_eq!(rec["intent_digest"], intent.digest());
+}
