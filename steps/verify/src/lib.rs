@@ -28,7 +28,8 @@
 //! # Outcome mode
 //!
 //! `--outcome=Succeeded|Failed|Error` (the pipelines' onExit handler) records the workflow
-//! outcome as the record `outcome` of the run key and makes no ARM call.
+//! outcome as the record `outcome` of the run key, breaks a network lease a killed step of the
+//! run still holds, and makes no ARM call.
 
 pub mod checks;
 pub mod desired;
@@ -460,15 +461,28 @@ async fn record_outcome(common: &CommonArgs, outcome: WorkflowOutcome) -> Result
     let changed = previous
         .as_ref()
         .is_none_or(|p| p.extra.get("outcome").and_then(Value::as_str) != Some(name));
-    // The run's intent digest when its snapshot exists (a run can fail before it does).
-    let digest = match store.get_snapshot(run_key).await {
-        Ok(Some(b)) => netstep::intent::Intent::from_snapshot_json("snapshot", &b)
-            .map(|i| i.digest())
-            .unwrap_or_default(),
-        _ => String::new(),
+    // The run's intent, when its snapshot exists (a run can fail before it does; then no step
+    // of it ever took the network lease).
+    let intent = match store.get_snapshot(run_key).await? {
+        Some(b) => netstep::intent::Intent::from_snapshot_json("snapshot", &b).ok(),
+        None => None,
     };
+    let digest = intent.as_ref().map(|i| i.digest()).unwrap_or_default();
+    // Every step of the run has ended: a lease still held under its run key was left by a
+    // killed step (holders are "<step> run <run-key> pid <pid>", see StepContext::lock).
+    let mut broken = None;
+    if let Some(i) = &intent {
+        let lock_name = netstep::context::lock_name(&i.network_manager_id());
+        broken = store
+            .break_lock_held_by(&lock_name, &format!(" run {run_key} pid "))
+            .await?;
+    }
     let mut outputs = BTreeMap::new();
     outputs.insert("outcome".to_string(), name.to_string());
+    outputs.insert(
+        "lease-broken".to_string(),
+        broken.clone().unwrap_or_default(),
+    );
     let record = StepRecord {
         step: "outcome".into(),
         run_key: run_key.clone(),
@@ -484,10 +498,13 @@ async fn record_outcome(common: &CommonArgs, outcome: WorkflowOutcome) -> Result
         changes: Vec::new(),
         outputs: outputs.clone(),
         counters: Value::Null,
-        extra: json!({"outcome": name}),
+        extra: json!({"outcome": name, "lease_broken": broken}),
     };
     store.put_record(&record).await?;
-    outputs.insert("changes".into(), u8::from(changed).to_string());
+    outputs.insert(
+        "changes".into(),
+        u8::from(changed || broken.is_some()).to_string(),
+    );
     outputs.insert("record".into(), format!("runs/{run_key}/outcome.json"));
     if let Some(dir) = &common.outputs_dir {
         netstep::step::write_outputs(dir, &outputs)?;

@@ -5,6 +5,7 @@ mod common;
 
 use pipeline_tests::{Env, EnvOptions, StepOutput};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const CHECKS: [&str; 16] = [
     "network-manager",
@@ -186,7 +187,22 @@ async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters()
         );
     }
 
-    // --outcome records the workflow outcome and makes no ARM call.
+    // --outcome records the workflow outcome, breaks the lease a killed step of the run left,
+    // and makes no ARM call.
+    let store = netstep::state::StateStore::open(&env.state, None)
+        .await
+        .unwrap();
+    let lock = netstep::context::lock_name(&common::intent(&env).network_manager_id());
+    let killed = store
+        .acquire_lock(
+            &lock,
+            "mesh-connect run sha1-infra pid 4242",
+            LEASE,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    std::mem::forget(killed);
     env.reset_stats().await;
     let out = env
         .step("verify")
@@ -197,7 +213,16 @@ async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters()
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.outputs["record"], "runs/sha1-infra/outcome.json");
     assert_eq!(out.outputs["changes"], "1");
+    assert_eq!(
+        out.outputs["lease-broken"],
+        "mesh-connect run sha1-infra pid 4242"
+    );
     assert_eq!(env.stats().await["requests"], 0);
+    let next = store
+        .acquire_lock(&lock, "tag-groups run sha9 pid 1", LEASE, Duration::ZERO)
+        .await
+        .expect("the lease is free again");
+    next.release().await.unwrap();
     let rec = state_record(&env, "sha1-infra", "outcome")
         .await
         .expect("outcome record");
@@ -210,7 +235,28 @@ async fn converged_estate_passes_every_check_with_zero_writes_and_only_filters()
         .await;
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.outputs["changes"], "0");
+    // A lease of another run is left alone.
+    let other = store
+        .acquire_lock(
+            &lock,
+            "admin-rules run sha2-infra pid 7",
+            LEASE,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let third = env
+        .step("verify")
+        .run_key("sha1-infra")
+        .arg("--outcome=Failed")
+        .run()
+        .await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(third.outputs["lease-broken"], "");
+    other.release().await.expect("still ours");
 }
+
+const LEASE: Duration = Duration::from_secs(60);
 
 const SUB: &str = "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718";
 
@@ -541,6 +587,20 @@ async fn report_and_outcome_records_in_azurite() {
     assert_eq!(rec["status"], "converged");
     assert_eq!(rec["extra"]["report"]["checks"][1]["name"], "dns-links");
     assert_eq!(rec["extra"]["report"]["checks"][1]["checked"], 21);
+    let store = netstep::state::StateStore::open(&env.state, None)
+        .await
+        .unwrap();
+    let lock = netstep::context::lock_name(&intent.network_manager_id());
+    let killed = store
+        .acquire_lock(
+            &lock,
+            "dns-link run sha5-az pid 4242",
+            LEASE,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    std::mem::forget(killed);
     env.reset_stats().await;
     let out = env
         .step("verify")
@@ -549,6 +609,18 @@ async fn report_and_outcome_records_in_azurite() {
         .run()
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.outputs["lease-broken"], "dns-link run sha5-az pid 4242");
+    // Broken at once (break period 0): the next pipeline does not wait for the 60 s lease.
+    let next = store
+        .acquire_lock(
+            &lock,
+            "tag-groups run sha6 pid 1",
+            LEASE,
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("the lease is free again");
+    next.release().await.unwrap();
     assert_eq!(env.stats().await["requests"], 0);
     let rec = state_record(&env, "sha5-az", "outcome")
         .await
