@@ -629,3 +629,57 @@ async fn report_and_outcome_records_in_azurite() {
     assert_eq!(rec["extra"]["outcome"], "Succeeded");
     assert_eq!(rec["intent_digest"], intent.digest());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_allow_rules_on_both_sides_break_isolation() {
+    let env = converged_env().await;
+    let intent = common::intent(&env);
+    let rc = format!(
+        "{}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation",
+        intent.network_manager_id()
+    );
+    let prod = intent.network_group_id("all-prod-spokes");
+    let nonprod = intent.network_group_id("all-nonprod-spokes");
+    for (name, dir, prio) in [("aa-out", "Outbound", 10), ("aa-in", "Inbound", 11)] {
+        let rule = json!({"id": format!("{rc}/rules/{name}"), "kind": "Custom", "properties": {
+            "priority": prio, "direction": dir, "access": "AlwaysAllow", "protocol": "Tcp",
+            "sources": [{"addressPrefixType": "NetworkGroup", "addressPrefix": prod}],
+            "destinations": [{"addressPrefixType": "NetworkGroup", "addressPrefix": nonprod}],
+            "sourcePortRanges": ["0-65535"], "destinationPortRanges": ["443"]}});
+        let (st, b) = env
+            .sim_post("drift", &json!({"op": "put", "resource": rule}))
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+    let out = verify(&env, "sha7-leak", &["--only=security-admin"]).await;
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let r = report(&out);
+    assert!(
+        has_difference(&r, "/rules/aa-out", "active", json!(false), json!(true)),
+        "{r:#}"
+    );
+    let leaks: Vec<Value> = differences(&r)
+        .into_iter()
+        .filter(|d| d["field"] == "isolation")
+        .collect();
+    // prod -> nonprod leaks (Tcp 443) in every pair; nonprod -> prod stays denied.
+    assert_eq!(leaks.len(), 7 * 7, "{leaks:#?}");
+    let one = leaks
+        .iter()
+        .find(|d| d["resource"] == "vnet-prod-eastus -> vnet-nonprod-westus")
+        .expect("cross-region pair");
+    assert_eq!(
+        one["actual"]["at_source"]["allowed_by"],
+        json!(format!("{rc}/rules/aa-out"))
+    );
+    assert_eq!(one["actual"]["at_destination"]["port"], 443);
+    assert!(
+        out.stdout.contains("✗ prod-nonprod-isolation (98 checked)"),
+        "{}",
+        out.stdout
+    );
+}
