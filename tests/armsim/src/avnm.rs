@@ -1512,9 +1512,14 @@ fn rule_entries(g: &Inner, sac: &Res, filter_groups: Option<&BTreeSet<String>>) 
         {
             continue;
         }
+        // `ruleGroups` ("effective configuration groups"): for a VNet's effective rules, the
+        // groups of the collection the VNet is a member of (the ones the rules apply through);
+        // for the active rules of a region, every group of the collection.
         let rule_groups: Vec<Value> = applies
             .iter()
-            .filter_map(|x| group_item(g, x["networkGroupId"].as_str().unwrap_or("")))
+            .filter_map(|x| x["networkGroupId"].as_str())
+            .filter(|gid| filter_groups.is_none_or(|fg| fg.contains(&gid.to_ascii_lowercase())))
+            .filter_map(|gid| group_item(g, gid))
             .collect();
         let applies_items: Vec<Value> = applies
             .iter()

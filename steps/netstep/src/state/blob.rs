@@ -10,8 +10,9 @@ use azure_core::error::ErrorKind;
 use azure_core::http::{Etag, RequestContent};
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
-    BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders, BlobClientDownloadOptions,
-    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlobClientAcquireLeaseOptions, BlobClientAcquireLeaseResultHeaders,
+    BlobClientBreakLeaseOptions, BlobClientDownloadOptions, BlobClientUploadOptions,
+    BlobContainerClientListBlobsOptions,
 };
 use futures::TryStreamExt;
 
@@ -309,6 +310,28 @@ impl BlobBackend {
             .renew_lease(lease_id.to_owned(), None)
             .await
             .map(|_| ())
+    }
+
+    /// Breaks the active lease on `name` at once, if the blob still has ETag `etag`. `Ok(false)`
+    /// when there is no active lease or the blob changed since it was read.
+    pub(crate) async fn break_lease(
+        &self,
+        op: &'static str,
+        name: &str,
+        etag: &str,
+    ) -> Result<bool, StateError> {
+        let opts = BlobClientBreakLeaseOptions {
+            break_period: Some(0),
+            if_match: Some(Etag::from(etag.to_owned())),
+            ..Default::default()
+        };
+        match self.blob(name).break_lease(Some(opts)).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_code(&e, 409, &[]) || is_code(&e, 412, &[]) || is_code(&e, 404, &[]) => {
+                Ok(false)
+            }
+            Err(e) => Err(map_err(op, name, &e)),
+        }
     }
 
     pub(crate) async fn release_lease(

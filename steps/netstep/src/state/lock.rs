@@ -360,6 +360,36 @@ pub(crate) async fn acquire(
     })
 }
 
+/// Breaks the lease `name` when its holder description contains `marker` (e.g. the run key of
+/// a workflow whose steps have all ended: a lease still held under it belongs to a killed step).
+/// Returns the holder whose lease was broken (file: whose lock file was removed), `None` when
+/// the lease is free, held by someone else, or changed hands while we looked.
+pub(crate) async fn break_if_held_by(
+    backend: &Backend,
+    name: &str,
+    marker: &str,
+) -> Result<Option<String>, StateError> {
+    let op = "break_lock";
+    let path = format!("leases/{name}");
+    let Some(cur) = backend.read(op, &path).await? else {
+        return Ok(None);
+    };
+    let Some(info) = parse_info(&cur.bytes) else {
+        return Ok(None);
+    };
+    if marker.is_empty() || !info.holder.contains(marker) {
+        return Ok(None);
+    }
+    let broken = match backend {
+        Backend::File(f) => f.delete_if_match(op, &path, &cur.etag).await?,
+        Backend::Blob(b) => b.break_lease(op, &path, &cur.etag).await?,
+    };
+    if broken {
+        tracing::warn!(lock = name, holder = %info.holder, "broke a leftover network lease");
+    }
+    Ok(broken.then_some(info.holder))
+}
+
 fn parse_info(bytes: &[u8]) -> Option<HolderInfo> {
     serde_json::from_slice(bytes).ok()
 }

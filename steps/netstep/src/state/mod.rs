@@ -701,6 +701,18 @@ impl StateStore {
         Ok(steps)
     }
 
+    /// Breaks the lock `name` if its holder description contains `marker` (the onExit handler
+    /// passes ` run <run-key> `: every step of that run has ended, so a lease still held under
+    /// it was left by a killed step). Returns the holder whose lease was broken.
+    pub async fn break_lock_held_by(
+        &self,
+        name: &str,
+        marker: &str,
+    ) -> Result<Option<String>, StateError> {
+        validate_name("break_lock", "lock name", name)?;
+        lock::break_if_held_by(&self.backend, name, marker).await
+    }
+
     /// Acquires the lock `name` (the network manager), waiting up to `wait` for another holder
     /// to release it or for its lease to expire. `holder` describes this process for waiters
     /// (e.g. `"mesh-connect run <key> pod <pod>"`). `ttl` is the lease duration (blob: clamped to
