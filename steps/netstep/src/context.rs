@@ -152,7 +152,14 @@ impl StepContext {
         let (Some(store), true) = (&self.store, self.apply()) else {
             return Ok(None);
         };
-        let name = self.intent.network_manager_id().replace('/', "_");
+        // Lock names are at most 128 characters of [A-Za-z0-9._-]: the manager's name plus a
+        // digest of its (case-insensitive) id, the same for every step of every pipeline.
+        let id = self.intent.network_manager_id().to_ascii_lowercase();
+        let name = format!(
+            "nm-{}-{}",
+            self.intent.network_manager.name,
+            &crate::state::sha256_hex(id.as_bytes())[..16]
+        );
         let holder = format!(
             "{} run {} pid {}",
             self.step,
