@@ -466,6 +466,156 @@ mod tests {
         assert!(e.contains("held by rule foreign"), "{e}");
     }
 
+    use crate::desired::{DesiredCollection, DesiredConfig, DesiredRule};
+    use netstep::resources::{self as res, AddressPrefix, AdminRule};
+    use serde_json::json;
+
+    const NM: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkManagers/nm";
+
+    fn rule_body(prio: u16) -> Value {
+        res::admin_rule(&AdminRule {
+            description: "d".into(),
+            priority: prio,
+            direction: "Inbound".into(),
+            access: "Deny".into(),
+            protocol: "Any".into(),
+            sources: vec![AddressPrefix::NetworkGroup(format!("{NM}/networkGroups/a"))],
+            destinations: vec![],
+            source_port_ranges: vec!["0-65535".into()],
+            destination_port_ranges: vec!["0-65535".into()],
+        })
+    }
+
+    fn desired() -> DesiredConfig {
+        let id = format!("{NM}/securityAdminConfigurations/sac");
+        let cid = format!("{id}/ruleCollections/rc");
+        DesiredConfig {
+            name: "sac".into(),
+            body: res::security_admin_configuration("g", &["None".into()]),
+            collections: vec![DesiredCollection {
+                name: "rc".into(),
+                body: res::admin_rule_collection("c", &[format!("{NM}/networkGroups/a")]),
+                rules: vec![DesiredRule {
+                    name: "r1".into(),
+                    id: format!("{cid}/rules/r1"),
+                    priority: 100,
+                    body: rule_body(100),
+                }],
+                id: cid,
+            }],
+            id,
+        }
+    }
+
+    /// Azure's view of `desired()` as deployed at 12:00:00 (modified 11:59:59.5).
+    fn actual(rule_prio: u16) -> Actual {
+        let d = desired();
+        let with = |id: &str, body: &Value| {
+            let mut v = body.clone();
+            v["id"] = json!(id);
+            v["name"] = json!(name_of(id));
+            v["systemData"] = json!({"lastModifiedAt": "2026-01-01T11:59:59.5Z"});
+            v
+        };
+        let c = &d.collections[0];
+        Actual {
+            nm_exists: true,
+            configs: vec![with(&d.id, &d.body)],
+            collections: vec![with(&c.id, &c.body)],
+            rules: [(lc(&c.id), vec![with(&c.rules[0].id, &rule_body(rule_prio))])].into(),
+            deployed: ["eastus", "westus"]
+                .iter()
+                .map(|r| {
+                    (
+                        r.to_string(),
+                        RegionStatus {
+                            status: "Deployed".into(),
+                            configuration_ids: [d.id.clone()].into(),
+                            commit_time: Some(time::macros::datetime!(2026-01-01 12:00:00 UTC)),
+                            error_message: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn regions() -> Vec<String> {
+        vec!["eastus".into(), "westus".into()]
+    }
+
+    #[test]
+    fn converged_means_no_change_and_no_commit() {
+        let w = plan(Some(&desired()), &actual(100), &regions()).unwrap();
+        assert!(w.plan.is_empty(), "{:?}", w.plan);
+        assert!(w.batches().is_empty());
+    }
+
+    #[test]
+    fn one_changed_rule_is_one_write_and_every_region_is_recommitted_in_one_batch() {
+        let w = plan(Some(&desired()), &actual(120), &regions()).unwrap();
+        assert_eq!(w.plan.changes.len(), 1);
+        assert_eq!(w.plan.changes[0].fields[0].path, "properties.priority");
+        assert_eq!(w.rule_puts.len(), 1);
+        assert!(w.config_put.is_none() && w.collection_puts.is_empty());
+        assert_eq!(w.batches().len(), 1);
+        assert_eq!(w.batches()[0].0, regions());
+        assert_eq!(w.plan.notes[0], "commit SecurityAdmin eastus: ~ sac");
+    }
+
+    #[test]
+    fn a_change_in_the_commit_second_counts_as_after_the_commit() {
+        let mut a = actual(100);
+        a.collections[0]["systemData"]["lastModifiedAt"] = json!("2026-01-01T12:00:00.7Z");
+        let w = plan(Some(&desired()), &a, &regions()).unwrap();
+        assert!(w.plan.changes.is_empty());
+        assert_eq!(w.region_changes.len(), 2, "{:?}", w.region_changes);
+        assert_eq!(w.region_changes[0].redeployed, vec!["sac"]);
+    }
+
+    #[test]
+    fn unmanaged_configurations_are_refused_and_kept_in_the_goal_state() {
+        let mut a = actual(100);
+        a.configs[0]["properties"]["description"] = json!("hand made");
+        let e = plan(Some(&desired()), &a, &regions()).unwrap_err();
+        assert!(e.to_string().contains("not managed by netstep"), "{e}");
+
+        // Someone else's configuration deployed in eastus stays in eastus's goal.
+        let mut a = actual(100);
+        let theirs = format!("{NM}/securityAdminConfigurations/theirs");
+        a.configs
+            .push(json!({"id": theirs, "name": "theirs", "properties": {"description": "x"}}));
+        a.deployed
+            .get_mut("eastus")
+            .unwrap()
+            .configuration_ids
+            .insert(theirs.clone());
+        let w = plan(Some(&desired()), &a, &regions()).unwrap();
+        assert!(w.goal["eastus"].contains(&theirs));
+        assert!(!w.goal["westus"].contains(&theirs));
+        assert!(w.plan.is_empty(), "{:?}", w.plan);
+    }
+
+    #[test]
+    fn dropped_managed_configurations_are_deleted_after_being_undeployed() {
+        let mut a = actual(100);
+        let old = format!("{NM}/securityAdminConfigurations/old");
+        a.configs.push(json!({"id": old, "name": "old",
+            "properties": {"description": format!("x {}", res::MANAGED_MARKER)}}));
+        a.deployed
+            .get_mut("westus")
+            .unwrap()
+            .configuration_ids
+            .insert(old.clone());
+        let w = plan(Some(&desired()), &a, &regions()).unwrap();
+        assert!(w.has_deletes());
+        assert_eq!(w.config_deletes, vec![old]);
+        assert_eq!(w.region_changes.len(), 1);
+        assert_eq!(w.region_changes[0].removed, vec!["old"]);
+        assert_eq!(w.plan.notes[0], "commit SecurityAdmin westus: - old");
+    }
+
     #[test]
     fn new_rules_and_unchanged_priorities_need_no_ordering() {
         let o = order_rule_writes(&occ(&[(100, "a")]), &[("a".into(), 100), ("n".into(), 200)])
