@@ -172,6 +172,7 @@ async fn first_apply(env: &Env, run_key: &str) -> StepOutput {
 async fn globojava_apply_then_noop_then_one_priority_change_writes_one_rule_and_commits_once() {
     let env = Env::start(EnvOptions::globojava()).await;
     let out = first_apply(&env, "r1").await;
+    println!("first apply:\n{}\nstats: {}", out.stdout, env.stats().await);
     assert_eq!(
         writes(&env).await,
         ops(&[
@@ -226,6 +227,7 @@ async fn globojava_apply_then_noop_then_one_priority_change_writes_one_rule_and_
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
     assert_eq!(again.outputs["changes"], "0");
     assert_eq!(again.outputs["committed-regions"], "[]");
+    println!("no-op re-run stats: {}", env.stats().await);
     // Reads: 1 list of configurations, 1 of collections, 1 of rules, 1 deployment status.
     let stats = env.stats().await;
     let by = &stats["by_operation"];
@@ -265,6 +267,7 @@ async fn globojava_apply_then_noop_then_one_priority_change_writes_one_rule_and_
         "{}",
         plan.stdout
     );
+    println!("plan of the priority change:\n{}", plan.stdout);
     env.reset_stats().await;
     let out = apply(&env, &changed, "r2", &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
