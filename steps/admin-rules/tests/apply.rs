@@ -535,3 +535,52 @@ async fn unmanaged_rules_are_never_touched() {
         .await;
     assert_eq!(after["body"]["properties"]["priority"], 3000, "{after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deployment_exits_1_with_its_message_and_the_next_run_redeploys() {
+    let env = Env::start(EnvOptions::globojava().file_state()).await;
+    setup_manager_and_groups(&env).await;
+    let intent = env.globojava_intent();
+    record_tag_groups(&env, "r1", &intent).await;
+    let (st, ans) = env
+        .sim_post(
+            "faults",
+            &json!({"match": {"op": "POST commit"}, "kind": "failed-deployment", "count": 1}),
+        )
+        .await;
+    assert!(st < 300, "{ans}");
+    let failed = apply(&env, &intent, "r1", &[]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("SecurityAdmin deployment to")
+            && failed.stderr.contains("injected by armsim"),
+        "{}",
+        failed.stderr
+    );
+    // The configuration is written; only the deployment failed: the next run writes nothing
+    // but commits again, and converges.
+    env.reset_stats().await;
+    let plan = env
+        .step("admin-rules")
+        .intent(&intent)
+        .run_key("r1")
+        .run()
+        .await;
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("commit SecurityAdmin eastus: redeploy after a failed deployment"),
+        "{}",
+        plan.stdout
+    );
+    let out = apply(&env, &intent, "r1", &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(writes(&env).await, ops(&[("POST commit", 1)]));
+    let deployed = security_deployments(&env).await;
+    assert_eq!(deployed.len(), 7);
+    assert!(
+        deployed
+            .values()
+            .all(|ids| ids == &vec![sac_id().to_ascii_lowercase()])
+    );
+}
