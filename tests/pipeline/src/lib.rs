@@ -309,3 +309,103 @@ pub struct StepOutput {
     /// The Argo output files, by name.
     pub outputs: BTreeMap<String, String>,
 }
+
+/// What `check-traffic` said about a folder of recorded exchanges.
+#[derive(Debug, Clone)]
+pub struct TrafficCheck {
+    /// Exchanges recorded.
+    pub recorded: usize,
+    /// The `N passed, N failed` line.
+    pub summary: String,
+    /// Operation ids seen, with counts (`  Op_Id: n` lines).
+    pub operations: Vec<String>,
+    /// Exchanges oav cannot attribute (privatedns.json path ambiguity), checked here instead.
+    pub set_aside: usize,
+}
+
+/// Path of `shared/` (NETSTEP_SHARED, else `<repo>/../shared`).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("NETSTEP_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"))
+}
+
+/// Runs Microsoft's validator (`shared/azure-specs/check-traffic`) over every exchange recorded
+/// under `dir` (recursively) and panics unless it reports 0 failures.
+///
+/// oav cannot tell `privateDnsZones/{z}/virtualNetworkLinks[/{l}]` and `.../ALL` apart from the
+/// record-set templates `{recordType}[/{name}]` (MULTIPLE_OPERATIONS_FOUND, an ambiguity of
+/// privatedns.json): those exchanges are moved aside and their request bodies checked against
+/// the spec's `VirtualNetworkLink` members here.
+pub async fn check_traffic(dir: &Path) -> TrafficCheck {
+    let flat = dir.with_extension("flat");
+    let aside = dir.with_extension("oav-ambiguous");
+    for d in [&flat, &aside] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).expect("traffic dirs");
+    }
+    let mut recorded = 0;
+    let mut set_aside = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read traffic dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            recorded += 1;
+            let doc: Value = serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("exchange is JSON");
+            let url = doc["liveRequest"]["url"].as_str().unwrap_or_default();
+            assert!(url.starts_with("https://management.azure.com/"), "recorded URL host: {url}");
+            let path = url.split('?').next().unwrap_or_default();
+            let name = format!("{}-{}", unique(), p.file_name().unwrap().to_string_lossy());
+            let ambiguous = (path.contains("/virtualNetworkLinks") || path.ends_with("/ALL"))
+                && !path.contains("privateDnsOperation");
+            if ambiguous {
+                if let Some(body) = doc["liveRequest"].get("body").filter(|b| b.is_object()) {
+                    for k in body.as_object().unwrap().keys() {
+                        assert!(["location", "tags", "etag", "properties"].contains(&k.as_str()), "link body member {k}: {doc}");
+                    }
+                    if let Some(props) = body.get("properties").and_then(Value::as_object) {
+                        for k in props.keys() {
+                            assert!(
+                                ["virtualNetwork", "registrationEnabled", "resolutionPolicy"].contains(&k.as_str()),
+                                "link property {k}: {doc}"
+                            );
+                        }
+                    }
+                }
+                std::fs::copy(&p, aside.join(&name)).expect("copy");
+                set_aside += 1;
+            } else {
+                std::fs::copy(&p, flat.join(&name)).expect("copy");
+            }
+        }
+    }
+    assert!(recorded > 0, "no traffic recorded under {}", dir.display());
+    let checker = shared_dir().join("azure-specs/check-traffic");
+    assert!(checker.exists(), "check-traffic not found at {} (set NETSTEP_SHARED)", checker.display());
+    let out = tokio::time::timeout(
+        Duration::from_secs(1200),
+        tokio::process::Command::new(&checker).arg(&flat).output(),
+    )
+    .await
+    .expect("check-traffic timed out")
+    .expect("run check-traffic");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = stdout.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or("").to_string();
+    let operations = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("operations seen:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert!(
+        out.status.success() && summary.ends_with(" 0 failed"),
+        "check-traffic failed ({summary}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    TrafficCheck { recorded, summary, operations, set_aside }
+}
