@@ -172,14 +172,15 @@ const NOT_STEP_CRATES: &[&str] = &["netstep", "netstep-run"];
 /// (see the templates' READMEs and docs/operations.md). A flag listed here is accepted only
 /// for that crate; once the crate's sources define it, it is found there anyway.
 const PENDING_FLAGS: &[(&str, &[&str])] = &[
-    ("tag-groups", &["snapshot-only"]),
-    ("verify", &["only", "outcome"]),
 ];
 
 /// Outputs each step must declare (besides `changes` and `record`).
 const STEP_OUTPUTS: &[(&str, &[&str])] = &[
     ("tag-groups", &["group-ids"]),
     ("mesh-connect", &["deployed-regions"]),
+    ("admin-rules", &["committed-regions"]),
+    ("fw-policy", &["policy-ids"]),
+    ("dns-link", &["zone-ids"]),
     ("verify", &["drift", "report"]),
 ];
 
