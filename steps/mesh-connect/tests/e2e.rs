@@ -139,6 +139,8 @@ async fn apply_converges_reruns_with_zero_writes_and_commits_only_the_changed_re
     expect_code(&out, 0);
     let checker = tokio::spawn(check_traffic(traffic.clone()));
     let stats = env.stats().await;
+    println!("mesh-connect first apply: plan:\n{}", out.stdout);
+    println!("mesh-connect first apply: /_sim/stats {stats}");
     let muts = mutations(&stats);
     assert_eq!(
         op_count(&stats, "PUT connectivityConfigurations"),
@@ -189,6 +191,7 @@ async fn apply_converges_reruns_with_zero_writes_and_commits_only_the_changed_re
         .await;
     expect_code(&again, 0);
     let stats = env.stats().await;
+    println!("mesh-connect no-op re-run: /_sim/stats {stats}");
     assert!(mutations(&stats).is_empty(), "re-run wrote: {stats}");
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
     assert_eq!(again.outputs["changes"], "0");
@@ -275,6 +278,7 @@ async fn apply_converges_reruns_with_zero_writes_and_commits_only_the_changed_re
 
     // The first apply's requests and responses match Microsoft's specs.
     let (ok, summary, stdout) = checker.await.unwrap();
+    println!("mesh-connect first apply: check-traffic output:\n{stdout}");
     println!("mesh-connect first apply: check-traffic: {summary}");
     assert!(
         ok && summary.ends_with("0 failed"),
