@@ -22,7 +22,9 @@
 //!    differs, last deployment failed, or a managed configuration was modified after the
 //!    region's last commit (`systemData.lastModifiedAt` from the list, and the configurations
 //!    this run writes). Regions with the same set are committed together, then the step waits
-//!    with `listDeploymentStatus` until each is `Deployed` with exactly its set.
+//!    with `listDeploymentStatus` until each is `Deployed` with exactly its set. A region
+//!    already on its goal but still `Deploying` (an earlier run stopped during its wait) is
+//!    waited for, not committed again.
 //! 5. **Record** (written last): outputs `deployed-regions` (regions committed by this run),
 //!    `changes`, `record`; extra: the goal state and commit time per region.
 //!
@@ -162,6 +164,55 @@ async fn read_status(ctx: &StepContext, nm: &str) -> Result<BTreeMap<String, Reg
         )
         .await?;
     Ok(avnm::parse_deployment_status(&values, COMMIT_TYPE))
+}
+
+/// Waits until every region of `regions` reports `Deployed` (a deployment started by an
+/// earlier run); returns their commit times. `Failed` surfaces its `errorMessage`.
+async fn wait_deployed(
+    ctx: &StepContext,
+    nm: &str,
+    regions: &[String],
+    wait: WaitConfig,
+) -> Result<BTreeMap<String, String>> {
+    let started = tokio::time::Instant::now();
+    info!(regions = ?regions, "waiting for deployments already in progress");
+    loop {
+        let st = read_status(ctx, nm).await?;
+        let mut pending = Vec::new();
+        let mut times = BTreeMap::new();
+        for r in regions {
+            match st.get(r) {
+                Some(s) if s.status == "Deployed" => {
+                    if let Some(t) = s.commit_time {
+                        times.insert(r.clone(), rfc3339(t));
+                    }
+                }
+                Some(s) if s.status == "Failed" => {
+                    return Err(Error::Other(format!(
+                        "{COMMIT_TYPE} deployment to {r} failed: {}",
+                        if s.error_message.is_empty() {
+                            "(no errorMessage)"
+                        } else {
+                            &s.error_message
+                        }
+                    )));
+                }
+                Some(s) => pending.push(format!("{r}: {}", s.status)),
+                None => pending.push(format!("{r}: (no status yet)")),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(times);
+        }
+        if started.elapsed() > wait.max_wait {
+            return Err(Error::Other(format!(
+                "{COMMIT_TYPE} deployment not complete after {:?}: {}",
+                wait.max_wait,
+                pending.join(", ")
+            )));
+        }
+        tokio::time::sleep(wait.poll_interval).await;
+    }
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -344,6 +395,19 @@ async fn reconcile(ctx: &StepContext, prune: bool, lock: Option<&LockGuard>) -> 
     }
     committed.sort();
     committed.dedup();
+    // A region already on its goal but still deploying (a previous run committed and stopped
+    // before the end of its wait) is waited for, not committed again.
+    let in_progress: Vec<String> = goal
+        .keys()
+        .filter(|r| !committed.contains(r))
+        .filter(|r| deployed.get(*r).is_some_and(|s| s.status == "Deploying"))
+        .cloned()
+        .collect();
+    if !in_progress.is_empty() {
+        for (r, t) in wait_deployed(ctx, &nm, &in_progress, WaitConfig::from_env()).await? {
+            commit_times.insert(r, t);
+        }
+    }
 
     let mut deleted = Vec::new();
     if prune {

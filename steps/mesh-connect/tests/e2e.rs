@@ -96,6 +96,22 @@ async fn plan_from_the_fresh_world_shows_configs_and_goal_states_and_writes_noth
     let stats = env.stats().await;
     assert!(mutations(&stats).is_empty(), "{stats}");
     assert_eq!(stats["writes"], 0, "{stats}");
+
+    // Apply takes its inputs from the run's tag-groups record: without one it refuses.
+    let out = env
+        .step("mesh-connect")
+        .intent(&env.globojava_intent())
+        .run_key("plan-1")
+        .apply()
+        .run()
+        .await;
+    expect_code(&out, 1);
+    assert!(
+        out.stderr.contains("no tag-groups record") && out.stderr.contains("run plan-1"),
+        "{}",
+        out.stderr
+    );
+    assert!(mutations(&env.stats().await).is_empty());
 }
 
 /// The main story: first apply from the fresh world, the no-op re-run, one region's change,
@@ -352,6 +368,34 @@ async fn a_failed_deployment_exits_1_with_its_error_message_and_the_next_run_ret
     );
     assert_eq!(regions_output(&out.outputs["deployed-regions"]), failed);
     assert!(deployments(&env).await.values().all(|d| !d.2));
+
+    // The record: inputs from tag-groups, the goal state and commit time of every region.
+    let store = netstep::state::StateStore::open(&env.state, None)
+        .await
+        .unwrap();
+    let rec = store
+        .get_record("fail-1", "mesh-connect")
+        .await
+        .unwrap()
+        .expect("record");
+    assert_eq!(rec.extra["group_ids_from"], "runs/fail-1/tag-groups.json");
+    let goal = rec.extra["goal_state"].as_object().unwrap();
+    assert_eq!(goal.len(), 7);
+    assert_eq!(
+        names(&goal["westus"]),
+        ["cc-hub-mesh".to_string(), "cc-hubspoke-westus".to_string()].into()
+    );
+    let times = rec.extra["commit_times"].as_object().unwrap();
+    assert_eq!(times.len(), 7, "{times:?}");
+    assert!(
+        times
+            .values()
+            .all(|t| t.as_str().is_some_and(|t| t.ends_with('Z')))
+    );
+    assert_eq!(
+        rec.outputs["deployed-regions"],
+        out.outputs["deployed-regions"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,7 +564,7 @@ async fn configurations_netstep_does_not_manage_stay_untouched_and_deployed() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    let code = arm_post(
+    let (code, _) = arm_post(
         &env,
         &format!("{nm}/commit"),
         &json!({"commitType": "Connectivity", "targetLocations": ["eastus"], "configurationIds": [team]}),
@@ -568,4 +612,61 @@ async fn configurations_netstep_does_not_manage_stay_untouched_and_deployed() {
         .await;
     expect_code(&out, 0);
     assert!(mutations(&env.stats().await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_already_in_progress_is_waited_for_not_committed_again() {
+    let mut opts = EnvOptions::globojava().file_state();
+    // Deployments take 3 s (NotStarted for the first second, then Deploying).
+    opts.sim.deploy_delay = Duration::from_secs(3);
+    let env = Env::start(opts).await;
+    let intent_path = env.globojava_intent();
+    upstream(&env, &intent_path, "ip-1").await;
+    expect_code(
+        &env.step("mesh-connect")
+            .intent(&intent_path)
+            .run_key("ip-1")
+            .apply()
+            .run()
+            .await,
+        0,
+    );
+
+    // Someone (a run that stopped during its wait) commits eastus's goal again.
+    let it = load(&intent_path);
+    let nm = it.network_manager_id();
+    let goal = json!([
+        it.connectivity_config_id("cc-hub-mesh"),
+        it.connectivity_config_id("cc-hubspoke-eastus")
+    ]);
+    let (code, v) = arm_post(
+        &env,
+        &format!("{nm}/commit"),
+        &json!({"commitType": "Connectivity", "targetLocations": ["eastus"], "configurationIds": goal}),
+    )
+    .await;
+    assert_eq!(code, 202, "{v}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    env.reset_stats().await;
+    let out = env
+        .step("mesh-connect")
+        .intent(&intent_path)
+        .run_key("ip-1")
+        .apply()
+        .run()
+        .await;
+    expect_code(&out, 0);
+    assert!(
+        mutations(&env.stats().await).is_empty(),
+        "no commit: the set is already the goal"
+    );
+    // The step returned only once eastus was deployed.
+    let (code, v) = arm_post(
+        &env,
+        &format!("{nm}/listDeploymentStatus"),
+        &json!({"regions": ["eastus"], "deploymentTypes": ["Connectivity"]}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["value"][0]["deploymentStatus"], "Deployed", "{v}");
 }

@@ -60,8 +60,8 @@ async fn arm_put(env: &Env, id: &str, body: &Value) -> Value {
     v
 }
 
-/// POSTs an ARM action; returns the status code.
-pub async fn arm_post(env: &Env, path: &str, body: &Value) -> u16 {
+/// POSTs an ARM action; returns the status code and the JSON answer (or null).
+pub async fn arm_post(env: &Env, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}?api-version={API}", env.sim.url))
         .bearer_auth(TEST_TOKEN)
@@ -69,7 +69,8 @@ pub async fn arm_post(env: &Env, path: &str, body: &Value) -> u16 {
         .send()
         .await
         .expect("POST to armsim");
-    r.status().as_u16()
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// What tag-groups produces for mesh-connect, made directly: network manager, groups, record.
