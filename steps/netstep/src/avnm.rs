@@ -112,6 +112,13 @@ pub fn regions_to_commit(
             .filter(|id| {
                 changed_now.contains(&lc(id))
                     || match (modified_at.get(&lc(id)), current.commit_time) {
+                        // AVNM prints commitTime in whole seconds while lastModifiedAt has
+                        // sub-seconds: a configuration written in the same second just before
+                        // its commit would otherwise look modified after it, and every re-run
+                        // would commit again. Compare at the commit time's resolution.
+                        (Some(m), Some(c)) if c.nanosecond() == 0 => {
+                            m.replace_nanosecond(0).unwrap_or(*m) > c
+                        }
                         (Some(m), Some(c)) => *m > c,
                         (Some(_), None) => true,
                         _ => false,
@@ -263,10 +270,24 @@ pub async fn commit_and_wait(
     batches: &[(Vec<String>, Vec<String>)],
     wait: WaitConfig,
 ) -> Result<Vec<String>> {
+    commit_and_wait_status(arm, network_manager_id, commit_type, batches, wait)
+        .await
+        .map(|(regions, _)| regions)
+}
+
+/// [`commit_and_wait`], also returning the final deployment status of the committed regions
+/// (keyed by lower-case region; their `commitTime`s go into step records).
+pub async fn commit_and_wait_status(
+    arm: &ArmClient,
+    network_manager_id: &str,
+    commit_type: &str,
+    batches: &[(Vec<String>, Vec<String>)],
+    wait: WaitConfig,
+) -> Result<(Vec<String>, BTreeMap<String, RegionStatus>)> {
     let started = tokio::time::Instant::now();
     let all_regions: Vec<String> = batches.iter().flat_map(|(r, _)| r.clone()).collect();
     if all_regions.is_empty() {
-        return Ok(all_regions);
+        return Ok((all_regions, BTreeMap::new()));
     }
     // A commit must not land while a target region is still deploying.
     loop {
@@ -345,7 +366,11 @@ pub async fn commit_and_wait(
                 polls,
                 "deployment complete"
             );
-            return Ok(all_regions);
+            let done = st
+                .into_iter()
+                .filter(|(r, _)| goal.contains_key(r))
+                .collect();
+            return Ok((all_regions, done));
         }
         if started.elapsed() > wait.max_wait {
             return Err(Error::Other(format!(
@@ -432,6 +457,15 @@ mod tests {
         // Modified before the commit: nothing to do.
         let modified = [("/x/a".to_string(), t - time::Duration::minutes(1))].into();
         assert!(regions_to_commit(&goal, &dep, &modified, &BTreeSet::new()).is_empty());
+        // Written in the same second as the commit (commitTime has whole seconds): not after it.
+        let modified = [("/x/a".to_string(), t + time::Duration::milliseconds(300))].into();
+        assert!(regions_to_commit(&goal, &dep, &modified, &BTreeSet::new()).is_empty());
+        // The next second is after it.
+        let modified = [("/x/a".to_string(), t + time::Duration::milliseconds(1300))].into();
+        assert_eq!(
+            regions_to_commit(&goal, &dep, &modified, &BTreeSet::new())[0].redeployed,
+            vec!["a"]
+        );
         // Changed by this run: redeploy.
         assert_eq!(
             regions_to_commit(&goal, &dep, &BTreeMap::new(), &set(&["/x/a"])).len(),
