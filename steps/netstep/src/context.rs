@@ -152,7 +152,18 @@ impl StepContext {
         let (Some(store), true) = (&self.store, self.apply()) else {
             return Ok(None);
         };
-        let name = self.intent.network_manager_id().replace('/', "_");
+        // Lock names allow 1-128 characters of [A-Za-z0-9._-]: the manager's name (AVNM names
+        // are at most 64 of those) plus a digest of its full id (unique across subscriptions).
+        let name = {
+            use sha2::{Digest, Sha256};
+            let id = self.intent.network_manager_id().to_ascii_lowercase();
+            let digest = hex::encode(Sha256::digest(id.as_bytes()));
+            format!(
+                "nm-{}-{}",
+                self.intent.spec().network_manager.name,
+                &digest[..16]
+            )
+        };
         let holder = format!(
             "{} run {} pid {}",
             self.step,
