@@ -58,49 +58,16 @@ pub async fn run(args: Args) -> Result<Outcome> {
         return ctx.finish_snapshot_only();
     }
     let lock = ctx.lock().await?;
-    let desired = reconcile::desired(&ctx.intent);
-    let actual = reconcile::read(&ctx.arm, &desired).await?;
-    let rec = reconcile::plan(&ctx.intent, &desired, &actual)?;
-
-    println!(
-        "{STEP}: run {} intent {} mode {}",
-        ctx.run_key, ctx.intent_digest, ctx.args.mode
-    );
-    print!("{}", rec.plan.render());
-
-    let deletes = rec.plan.counts().2;
-    if ctx.apply() {
-        if !rec.missing_vnets.is_empty() {
-            if let Some(l) = lock {
-                l.release().await?;
-            }
-            let names: Vec<String> = rec
-                .missing_vnets
-                .iter()
-                .map(|(n, p, id)| format!("{n} ({p}: {id})"))
-                .collect();
-            return Err(Error::Other(format!(
-                "virtual network(s) named in the intent do not exist: {}. netstep does not create VNets yet; create them (or fix the intent) and run again. Nothing was written.",
-                names.join(", ")
-            )));
-        }
-        let written = reconcile::apply(&ctx.arm, &rec.ops, args.prune).await?;
-        if deletes > 0 && !args.prune {
-            println!(
-                "{deletes} deletion(s) skipped: run with --prune to delete the managed resources the intent dropped."
-            );
-            warn!(deletes, "deletions skipped without --prune");
-        }
-        info!(written, "apply finished");
-    } else if !rec.missing_vnets.is_empty() {
-        warn!(
-            missing = rec.missing_vnets.len(),
-            "virtual networks named in the intent do not exist; apply will fail"
-        );
-    }
+    let work = reconcile_and_apply(&ctx, args.prune).await;
     if let Some(l) = lock {
-        l.release().await?;
+        let released = l.release().await;
+        if work.is_ok() {
+            released?;
+        } else if let Err(e) = released {
+            warn!(error = %e, "releasing the network lease failed");
+        }
     }
+    let rec = work?;
 
     let group_ids = serde_json::to_string(&rec.group_ids).unwrap_or_default();
     let mut outputs = BTreeMap::new();
@@ -124,4 +91,86 @@ pub async fn run(args: Args) -> Result<Outcome> {
     });
     ctx.finish(&rec.plan, outputs, ExitStatus::Converged, extra)
         .await
+}
+
+/// Reads, plans, prints the plan and (apply mode) writes. Runs under the network lease.
+async fn reconcile_and_apply(ctx: &StepContext, prune: bool) -> Result<reconcile::Reconcile> {
+    let desired = reconcile::desired(&ctx.intent);
+    let actual = reconcile::read(&ctx.arm, &desired).await?;
+    let rec = reconcile::plan(&ctx.intent, &desired, &actual)?;
+
+    println!(
+        "{STEP}: run {} intent {} mode {}",
+        ctx.run_key, ctx.intent_digest, ctx.args.mode
+    );
+    print!("{}", rec.plan.render());
+
+    let deletes = rec.plan.counts().2;
+    if !ctx.apply() {
+        if !rec.missing_vnets.is_empty() {
+            warn!(
+                missing = rec.missing_vnets.len(),
+                "virtual networks named in the intent do not exist; apply will fail"
+            );
+        }
+        return Ok(rec);
+    }
+    if !rec.missing_vnets.is_empty() {
+        let names: Vec<String> = rec
+            .missing_vnets
+            .iter()
+            .map(|(n, p, id)| format!("{n} ({p}: {id})"))
+            .collect();
+        return Err(Error::Other(format!(
+            "virtual network(s) named in the intent do not exist: {}. netstep does not create VNets yet; create them (or fix the intent) and run again. Nothing was written.",
+            names.join(", ")
+        )));
+    }
+    if prune {
+        refuse_deleting_used_groups(ctx, &desired.nm_id, &rec.ops).await?;
+    }
+    let written = reconcile::apply(&ctx.arm, &rec.ops, prune).await?;
+    if deletes > 0 && !prune {
+        println!(
+            "{deletes} deletion(s) skipped: run with --prune to delete the managed resources the intent dropped."
+        );
+        warn!(deletes, "deletions skipped without --prune");
+    }
+    info!(written, "apply finished");
+    Ok(rec)
+}
+
+/// `--prune` never takes a group away from a configuration: when a group to delete is still
+/// referenced (by a connectivity configuration, an admin rule collection or an admin rule),
+/// nothing is written — not even its policy, whose removal would silently empty a deployed
+/// group. Undeploying is mesh-connect's and admin-rules' job.
+async fn refuse_deleting_used_groups(
+    ctx: &StepContext,
+    nm_id: &str,
+    ops: &[reconcile::Op],
+) -> Result<()> {
+    let doomed = reconcile::groups_to_delete(ops);
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let refs = reconcile::group_references(&ctx.arm, nm_id).await?;
+    let used: Vec<String> = doomed
+        .iter()
+        .filter_map(|g| {
+            let by = refs.get(g)?;
+            let names: Vec<&str> = by.iter().map(|id| netstep::plan::short_id(id)).collect();
+            Some(format!(
+                "{} (used by {})",
+                netstep::resources::name_of(g),
+                names.join(", ")
+            ))
+        })
+        .collect();
+    if used.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "refusing to prune network group(s) still used by configurations: {}. Remove them from the configurations and undeploy them first (mesh-connect / admin-rules), then run tag-groups --prune again. Nothing was written.",
+        used.join("; ")
+    )))
 }

@@ -672,6 +672,81 @@ pub fn plan(intent: &Intent, d: &Desired, a: &Actual) -> Result<Reconcile> {
     Ok(r)
 }
 
+/// The managed groups the plan deletes (lower-cased ids, without the query).
+pub fn groups_to_delete(ops: &[Op]) -> Vec<String> {
+    ops.iter()
+        .filter_map(|op| match &op.write {
+            Write::Delete { id, kind } if *kind == types::NETWORK_GROUP => {
+                Some(lc(id.split('?').next().unwrap_or(id)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// What still refers to each network group of the manager: connectivity configurations
+/// (`appliesToGroups`), security admin rule collections (`appliesToGroups`) and admin rules
+/// (`NetworkGroup` sources and destinations). Keys are lower-cased group ids; values name the
+/// referring resources. Read only when a prune would delete a group.
+pub async fn group_references(
+    arm: &ArmClient,
+    nm_id: &str,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut refs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut note = |gid: &str, by: &Value| {
+        let by = by["id"].as_str().unwrap_or_default();
+        refs.entry(lc(gid)).or_default().push(by.to_string());
+    };
+    let applies = |v: &Value| -> Vec<String> {
+        v.pointer("/properties/appliesToGroups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["networkGroupId"].as_str().map(str::to_string))
+            .collect()
+    };
+    for cc in arm
+        .list(&format!("{nm_id}/connectivityConfigurations"))
+        .await?
+    {
+        for g in applies(&cc) {
+            note(&g, &cc);
+        }
+    }
+    let sacs = arm
+        .list(&format!("{nm_id}/securityAdminConfigurations"))
+        .await?;
+    for sac in &sacs {
+        let Some(sac_id) = sac["id"].as_str() else {
+            continue;
+        };
+        for rc in arm.list(&format!("{sac_id}/ruleCollections")).await? {
+            for g in applies(&rc) {
+                note(&g, &rc);
+            }
+            let Some(rc_id) = rc["id"].as_str() else {
+                continue;
+            };
+            for rule in arm.list(&format!("{rc_id}/rules")).await? {
+                for side in ["sources", "destinations"] {
+                    let ids: Vec<String> = rule
+                        .pointer(&format!("/properties/{side}"))
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["addressPrefixType"] == "NetworkGroup")
+                        .filter_map(|p| p["addressPrefix"].as_str().map(str::to_string))
+                        .collect();
+                    for g in ids {
+                        note(&g, &rule);
+                    }
+                }
+            }
+        }
+    }
+    Ok(refs)
+}
+
 /// Applies the writes phase by phase (writes of one phase run in parallel, bounded). Deletes
 /// run only when `prune` is set.
 pub async fn apply(arm: &ArmClient, ops: &[Op], prune: bool) -> Result<usize> {

@@ -501,3 +501,74 @@ async fn dropped_groups_are_pruned_only_with_prune_in_safe_order() {
     assert!(done.stdout.contains("No changes."), "{}", done.stdout);
     assert_eq!(mutations(&env.stats().await), vec![]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_refuses_a_group_a_configuration_still_uses_and_writes_nothing() {
+    let env = Env::start(EnvOptions::globojava().file_state()).await;
+    let extra = "  - name: web\n    match: {tag: app, equals: web}\n";
+    let with_extra = intent_with_groups(&env, "web.yaml", extra);
+    let out = env
+        .step("tag-groups")
+        .intent(&with_extra)
+        .run_key("w1")
+        .apply()
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // A configuration (made outside netstep here) applies to the group and is deployed.
+    let http = reqwest::Client::new();
+    let cc = format!("{}/connectivityConfigurations/cc-web", nm_id());
+    let body = netstep::resources::connectivity_configuration(
+        "web mesh",
+        None,
+        &[netstep::resources::ConnectivityGroup {
+            network_group_id: group_id("web"),
+            direct_connectivity: false,
+            use_hub_gateway: false,
+            is_global: false,
+        }],
+        false,
+        false,
+        None,
+    );
+    let url = |path: &str| format!("{}{path}?api-version=2026-07-01", env.sim.url);
+    let r = http
+        .put(url(&cc))
+        .bearer_auth("t")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = http
+        .post(url(&format!("{}/commit", nm_id())))
+        .bearer_auth("t")
+        .json(&json!({"commitType": "Connectivity", "targetLocations": ["eastus"], "configurationIds": [cc]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    env.reset_stats().await;
+    let prune = env
+        .step("tag-groups")
+        .intent(&env.globojava_intent())
+        .run_key("w2")
+        .apply()
+        .arg("--prune")
+        .run()
+        .await;
+    assert_eq!(prune.code, 1, "{}", prune.stderr);
+    assert!(
+        prune.stderr.contains("refusing to prune network group(s)")
+            && prune.stderr.contains(
+                "web (used by networkManagers/avnm-globojava/connectivityConfigurations/cc-web)"
+            ),
+        "{}",
+        prune.stderr
+    );
+    assert_eq!(mutations(&env.stats().await), vec![]);
+    let stats = env.stats().await;
+    assert_eq!(stats["deletes"], 0, "{stats}");
+}
