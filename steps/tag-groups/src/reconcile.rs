@@ -669,6 +669,8 @@ pub fn plan(intent: &Intent, d: &Desired, a: &Actual) -> Result<Reconcile> {
     if !conflicts.is_empty() {
         return Err(Error::Other(conflicts.join("\n")));
     }
+    // Dependency order (stable within a phase).
+    r.ops.sort_by_key(|o| o.phase);
     Ok(r)
 }
 
@@ -807,6 +809,89 @@ async fn run_write(arm: &ArmClient, w: &Write) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn globojava() -> Intent {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/globojava/intent.yaml");
+        netstep::intent::load_file(&p).unwrap()
+    }
+
+    #[test]
+    fn plan_from_nothing_creates_everything_and_names_missing_vnets() {
+        let intent = globojava();
+        let d = desired(&intent);
+        let r = plan(&intent, &d, &Actual::default()).unwrap();
+        // 1 manager + 17 groups + 17 definitions + 17 assignments.
+        assert_eq!(r.plan.counts(), (52, 0, 0));
+        assert_eq!(r.missing_vnets.len(), 21);
+        assert_eq!(r.plan.notes.len(), 21);
+        // Phases come out in dependency order.
+        let phases: Vec<Phase> = r.ops.iter().map(|o| o.phase).collect();
+        let mut sorted = phases.clone();
+        sorted.sort();
+        assert_eq!(phases, sorted);
+        assert_eq!(r.definition_ids["all-prod-spokes-eastus"], vec![
+            "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718/providers/Microsoft.Authorization/policyDefinitions/netstep-avnm-globojava-all-prod-spokes-eastus".to_string()
+        ]);
+    }
+
+    #[test]
+    fn foreign_groups_and_policies_in_the_way_are_errors() {
+        let intent = globojava();
+        let d = desired(&intent);
+        let mut a = Actual::default();
+        let gid = intent.network_group_id("global-hubs");
+        a.groups.insert(
+            lc(&gid),
+            json!({"id": gid, "properties": {"description": "hand-made"}}),
+        );
+        let scope = &d.scopes[0];
+        let def_id = scope.definition_id(&scope.definition_name(&d.nm_name, "all-prod-spokes"));
+        a.definitions.insert(
+            lc(&def_id),
+            json!({"id": def_id, "properties": {"metadata": {"managedBy": "someone"}}}),
+        );
+        let e = plan(&intent, &d, &a).unwrap_err().to_string();
+        assert!(
+            e.contains("network group") && e.contains("global-hubs"),
+            "{e}"
+        );
+        assert!(
+            e.contains("policy definition") && e.contains("all-prod-spokes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stale_static_members_netstep_made_are_pruned_and_others_left_alone() {
+        let intent = globojava();
+        let d = desired(&intent);
+        let mut a = Actual::default();
+        let gid = intent.network_group_id("global-hubs");
+        a.groups.insert(
+            lc(&gid),
+            json!({"id": gid, "properties": {"description": "Every hub VNet [managed-by=netstep]", "memberType": "VirtualNetwork"}}),
+        );
+        let vnet =
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/old";
+        let ours = resources::static_member_name(vnet);
+        a.static_members.insert(
+            lc(&gid),
+            vec![
+                json!({"id": format!("{gid}/staticMembers/{ours}"), "name": ours, "properties": {"resourceId": vnet}}),
+                json!({"id": format!("{gid}/staticMembers/manual"), "name": "manual", "properties": {"resourceId": vnet}}),
+            ],
+        );
+        let r = plan(&intent, &d, &a).unwrap();
+        let deletes: Vec<&str> = r
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+            .map(|c| c.resource_id.as_str())
+            .collect();
+        assert_eq!(deletes, vec![format!("{gid}/staticMembers/{ours}")]);
+    }
 
     #[test]
     fn merged_tags_keep_foreign_tags_and_report_nothing_when_present() {
