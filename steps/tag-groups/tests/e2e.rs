@@ -572,3 +572,60 @@ async fn prune_refuses_a_group_a_configuration_still_uses_and_writes_nothing() {
     let stats = env.stats().await;
     assert_eq!(stats["deletes"], 0, "{stats}");
 }
+
+/// Microsoft's validator over everything this step sends on GloboJava (first apply, no-op re-run,
+/// a static member, a prune). Slow (~100 s to load the specs): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs oav over the specs (~100 s); run with --ignored"]
+async fn recorded_traffic_passes_check_traffic() {
+    let env = Env::start(EnvOptions::globojava().file_state()).await;
+    let rec = env.dir.path().join("traffic");
+    let extra = "  - name: web-pinned\n    match: {tag: app, equals: web}\n    static_members: [vnet-prod-eastus]\n";
+    let with_extra = intent_with_groups(&env, "extra.yaml", extra);
+    let intent = env.globojava_intent();
+    for (i, (file, key, prune)) in [
+        (&with_extra, "t1", false),
+        (&with_extra, "t1", false),
+        (&intent, "t2", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // One folder per run: the recorder numbers files from 1 in each process.
+        let dir = rec.join(format!("run{i}"));
+        let mut cmd = env
+            .step("tag-groups")
+            .intent(file)
+            .run_key(key)
+            .apply()
+            .arg(format!("--record-traffic={}", dir.display()));
+        if prune {
+            cmd = cmd.arg("--prune");
+        }
+        let out = cmd.run().await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    // check-traffic takes one folder: gather the runs with distinct names.
+    let all = env.dir.path().join("all");
+    std::fs::create_dir_all(&all).unwrap();
+    for i in 0..3 {
+        for e in std::fs::read_dir(rec.join(format!("run{i}"))).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{i}-{}", e.file_name().to_string_lossy());
+            std::fs::copy(e.path(), all.join(name)).unwrap();
+        }
+    }
+    let shared = std::env::var_os("NETSTEP_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| pipeline_tests::repo_root().join("../shared"));
+    let out = tokio::process::Command::new(shared.join("azure-specs/check-traffic"))
+        .arg(&all)
+        .output()
+        .await
+        .expect("check-traffic runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+}
