@@ -355,9 +355,13 @@ pub async fn check_traffic(dir: &Path) -> TrafficCheck {
                 continue;
             }
             recorded += 1;
-            let doc: Value = serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("exchange is JSON");
+            let doc: Value = serde_json::from_slice(&std::fs::read(&p).expect("read"))
+                .expect("exchange is JSON");
             let url = doc["liveRequest"]["url"].as_str().unwrap_or_default();
-            assert!(url.starts_with("https://management.azure.com/"), "recorded URL host: {url}");
+            assert!(
+                url.starts_with("https://management.azure.com/"),
+                "recorded URL host: {url}"
+            );
             let path = url.split('?').next().unwrap_or_default();
             let name = format!("{}-{}", unique(), p.file_name().unwrap().to_string_lossy());
             let ambiguous = (path.contains("/virtualNetworkLinks") || path.ends_with("/ALL"))
@@ -365,12 +369,16 @@ pub async fn check_traffic(dir: &Path) -> TrafficCheck {
             if ambiguous {
                 if let Some(body) = doc["liveRequest"].get("body").filter(|b| b.is_object()) {
                     for k in body.as_object().unwrap().keys() {
-                        assert!(["location", "tags", "etag", "properties"].contains(&k.as_str()), "link body member {k}: {doc}");
+                        assert!(
+                            ["location", "tags", "etag", "properties"].contains(&k.as_str()),
+                            "link body member {k}: {doc}"
+                        );
                     }
                     if let Some(props) = body.get("properties").and_then(Value::as_object) {
                         for k in props.keys() {
                             assert!(
-                                ["virtualNetwork", "registrationEnabled", "resolutionPolicy"].contains(&k.as_str()),
+                                ["virtualNetwork", "registrationEnabled", "resolutionPolicy"]
+                                    .contains(&k.as_str()),
                                 "link property {k}: {doc}"
                             );
                         }
@@ -385,7 +393,11 @@ pub async fn check_traffic(dir: &Path) -> TrafficCheck {
     }
     assert!(recorded > 0, "no traffic recorded under {}", dir.display());
     let checker = shared_dir().join("azure-specs/check-traffic");
-    assert!(checker.exists(), "check-traffic not found at {} (set NETSTEP_SHARED)", checker.display());
+    assert!(
+        checker.exists(),
+        "check-traffic not found at {} (set NETSTEP_SHARED)",
+        checker.display()
+    );
     let out = tokio::time::timeout(
         Duration::from_secs(1200),
         tokio::process::Command::new(&checker).arg(&flat).output(),
@@ -394,7 +406,12 @@ pub async fn check_traffic(dir: &Path) -> TrafficCheck {
     .expect("check-traffic timed out")
     .expect("run check-traffic");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let summary = stdout.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or("").to_string();
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .unwrap_or("")
+        .to_string();
     let operations = stdout
         .lines()
         .skip_while(|l| !l.starts_with("operations seen:"))
@@ -407,5 +424,10 @@ pub async fn check_traffic(dir: &Path) -> TrafficCheck {
         "check-traffic failed ({summary}):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    TrafficCheck { recorded, summary, operations, set_aside }
+    TrafficCheck {
+        recorded,
+        summary,
+        operations,
+        set_aside,
+    }
 }

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 const SUB: &str = "6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718";
 
 fn vnet_id(rg: &str, name: &str) -> String {
-    format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{name}")
+    format!(
+        "/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{name}"
+    )
 }
 
 /// Write operations in armsim's counters: PUT/PATCH/DELETE and commits (POST list* are reads
@@ -24,7 +26,10 @@ fn writes(stats: &Value) -> Vec<(String, u64)> {
         .unwrap()
         .iter()
         .filter(|(k, _)| {
-            k.starts_with("PUT ") || k.starts_with("PATCH ") || k.starts_with("DELETE ") || *k == "POST commit"
+            k.starts_with("PUT ")
+                || k.starts_with("PATCH ")
+                || k.starts_with("DELETE ")
+                || *k == "POST commit"
         })
         .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
         .filter(|(_, v)| *v > 0)
@@ -34,7 +39,12 @@ fn writes(stats: &Value) -> Vec<(String, u64)> {
 fn figures(label: &str, stats: &Value) {
     println!(
         "{label}: requests={} reads={} writes={} deletes={} polls={} throttled={}; write ops: {:?}",
-        stats["requests"], stats["reads"], stats["writes"], stats["deletes"], stats["polls"], stats["throttled"],
+        stats["requests"],
+        stats["reads"],
+        stats["writes"],
+        stats["deletes"],
+        stats["polls"],
+        stats["throttled"],
         writes(stats)
     );
 }
@@ -46,9 +56,18 @@ async fn run_all(env: &Env, intent: &Path, key: &str, mode: &str, traffic: Optio
             cmd = cmd.arg(format!("--record-traffic={}", t.join(step).display()));
         }
         let out = cmd.run().await;
-        assert_eq!(out.code, 0, "{step} ({mode}, {key}) exit {}:\n{}\n{}", out.code, out.stdout, out.stderr);
+        assert_eq!(
+            out.code, 0,
+            "{step} ({mode}, {key}) exit {}:\n{}\n{}",
+            out.code, out.stdout, out.stderr
+        );
         if step == "verify" {
-            assert_eq!(out.outputs.get("drift").map(String::as_str), Some("false"), "{}", out.stdout);
+            assert_eq!(
+                out.outputs.get("drift").map(String::as_str),
+                Some("false"),
+                "{}",
+                out.stdout
+            );
         }
     }
 }
@@ -64,20 +83,35 @@ async fn globojava_converges_reruns_with_zero_writes_and_validates_against_the_s
     let run1 = env.stats().await;
     figures("run 1 (from the estate)", &run1);
     assert!(!writes(&run1).is_empty());
-    assert_eq!(run1["throttled"], 0, "no 429 under armsim's default ARM buckets");
+    assert_eq!(
+        run1["throttled"], 0,
+        "no 429 under armsim's default ARM buckets"
+    );
 
     // 7. Records: one per step, digest-checked on read, all of the same intent revision; the
     // next steps took the groups from tag-groups' record.
     let store = StateStore::open(&env.state, None).await.unwrap();
     let mut digests = std::collections::BTreeSet::new();
     for step in STEPS {
-        let rec = store.get_record("sha1-infra", step).await.unwrap().unwrap_or_else(|| panic!("{step} record"));
+        let rec = store
+            .get_record("sha1-infra", step)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{step} record"));
         assert_eq!(rec.status, Status::Converged, "{step}");
         assert_eq!(rec.run_key, "sha1-infra");
         digests.insert(rec.intent_digest.clone());
     }
-    assert_eq!(digests.len(), 1, "every step worked on the run's snapshot: {digests:?}");
-    let tg = store.get_record("sha1-infra", "tag-groups").await.unwrap().unwrap();
+    assert_eq!(
+        digests.len(),
+        1,
+        "every step worked on the run's snapshot: {digests:?}"
+    );
+    let tg = store
+        .get_record("sha1-infra", "tag-groups")
+        .await
+        .unwrap()
+        .unwrap();
     let groups: Value = serde_json::from_str(&tg.outputs["group-ids"]).expect("group-ids is JSON");
     assert!(groups.get("all-prod-spokes").is_some(), "{groups}");
 
@@ -88,9 +122,19 @@ async fn globojava_converges_reruns_with_zero_writes_and_validates_against_the_s
     figures("run 2 (same run key, no-op)", &run2);
     assert_eq!(writes(&run2), vec![], "a no-op re-run writes nothing");
     for step in STEPS.iter().filter(|s| **s != "verify") {
-        let out = env.step(step).intent(&intent).run_key("sha1-infra").mode("plan").run().await;
+        let out = env
+            .step(step)
+            .intent(&intent)
+            .run_key("sha1-infra")
+            .mode("plan")
+            .run()
+            .await;
         assert_eq!(out.code, 0, "{step}: {}", out.stderr);
-        assert!(out.stdout.contains("No changes"), "{step} plan:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains("No changes"),
+            "{step} plan:\n{}",
+            out.stdout
+        );
     }
     assert_eq!(writes(&env.stats().await), vec![], "plan writes nothing");
 
@@ -113,7 +157,10 @@ async fn globojava_converges_reruns_with_zero_writes_and_validates_against_the_s
         "exactly the rule and one SecurityAdmin commit"
     );
     let deployments = env.sim_get("deployments").await;
-    assert!(deployments.to_string().contains("SecurityAdmin"), "{deployments}");
+    assert!(
+        deployments.to_string().contains("SecurityAdmin"),
+        "{deployments}"
+    );
 
     // 6. Everything run 1 sent validates against Microsoft's specs.
     let check = check_traffic(&traffic).await;
@@ -139,7 +186,9 @@ async fn drift_is_named_by_verify_and_repaired_by_apply_and_new_spokes_onboard_b
     let link = format!(
         "/subscriptions/{SUB}/resourceGroups/rg-globojava-connectivity/providers/Microsoft.Network/privateDnsZones/globojava.com/virtualNetworkLinks/link-vnet-nonprod-westus"
     );
-    let rule_id = format!("{nm}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation/rules/deny-prod-to-nonprod-out");
+    let rule_id = format!(
+        "{nm}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation/rules/deny-prod-to-nonprod-out"
+    );
     let rule = env.sim_get(&format!("resource?id={rule_id}")).await;
     let mut drifted = rule.clone();
     drifted["properties"]["priority"] = json!(150);
@@ -152,10 +201,28 @@ async fn drift_is_named_by_verify_and_repaired_by_apply_and_new_spokes_onboard_b
         let (status, body) = env.sim_post("drift", &op).await;
         assert!(status < 300, "drift {op}: {status} {body}");
     }
-    let out = env.step("verify").intent(&intent).run_key("d2-infra").mode("apply").run().await;
-    assert_eq!(out.code, 3, "verify finds drift:\n{}\n{}", out.stdout, out.stderr);
-    for needle in ["link-vnet-nonprod-westus", "deny-prod-to-nonprod-out", "vnet-prod-westus"] {
-        assert!(out.stdout.contains(needle), "verify names {needle}:\n{}", out.stdout);
+    let out = env
+        .step("verify")
+        .intent(&intent)
+        .run_key("d2-infra")
+        .mode("apply")
+        .run()
+        .await;
+    assert_eq!(
+        out.code, 3,
+        "verify finds drift:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    for needle in [
+        "link-vnet-nonprod-westus",
+        "deny-prod-to-nonprod-out",
+        "vnet-prod-westus",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "verify names {needle}:\n{}",
+            out.stdout
+        );
     }
     assert_eq!(out.outputs.get("drift").map(String::as_str), Some("true"));
 
@@ -165,9 +232,15 @@ async fn drift_is_named_by_verify_and_repaired_by_apply_and_new_spokes_onboard_b
     let repair = env.stats().await;
     figures("drift repair", &repair);
     let w = writes(&repair);
-    assert!(w.contains(&("PATCH virtualNetworks".to_string(), 1)), "{w:?}");
+    assert!(
+        w.contains(&("PATCH virtualNetworks".to_string(), 1)),
+        "{w:?}"
+    );
     assert!(w.contains(&("PUT rules".to_string(), 1)), "{w:?}");
-    assert!(w.contains(&("PUT virtualNetworkLinks".to_string(), 1)), "{w:?}");
+    assert!(
+        w.contains(&("PUT virtualNetworkLinks".to_string(), 1)),
+        "{w:?}"
+    );
     let total: u64 = w.iter().map(|(_, n)| n).sum();
     // The three repairs, plus the SecurityAdmin commit the rule change needs.
     assert_eq!(total, 4, "only the drifted resources are written: {w:?}");
@@ -181,11 +254,26 @@ async fn drift_is_named_by_verify_and_repaired_by_apply_and_new_spokes_onboard_b
         "properties": {"addressSpace": {"addressPrefixes": ["10.1.48.0/20"]},
                        "subnets": [{"name": "snet-app", "properties": {"addressPrefix": "10.1.48.0/24"}}]}
     });
-    let (status, body) = env.sim_post("drift", &json!({"op": "add_vnet", "resource": new_vnet})).await;
+    let (status, body) = env
+        .sim_post("drift", &json!({"op": "add_vnet", "resource": new_vnet}))
+        .await;
     assert!(status < 300, "{status} {body}");
-    let out = env.step("verify").intent(&intent).run_key("d3-infra").mode("apply").run().await;
-    assert_eq!(out.code, 0, "the onboarded spoke holds the invariants:\n{}\n{}", out.stdout, out.stderr);
+    let out = env
+        .step("verify")
+        .intent(&intent)
+        .run_key("d3-infra")
+        .mode("apply")
+        .run()
+        .await;
+    assert_eq!(
+        out.code, 0,
+        "the onboarded spoke holds the invariants:\n{}\n{}",
+        out.stdout, out.stderr
+    );
     let group = format!("{nm}/networkGroups/all-prod-spokes");
     let members = env.sim_get(&format!("members?group={group}")).await;
-    assert!(members.to_string().contains("vnet-prod2-eastus"), "{members}");
+    assert!(
+        members.to_string().contains("vnet-prod2-eastus"),
+        "{members}"
+    );
 }

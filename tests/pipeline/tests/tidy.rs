@@ -171,8 +171,7 @@ const NOT_STEP_CRATES: &[&str] = &["netstep", "netstep-run"];
 /// Flags the templates pass that the binaries do not define yet: the integrator adds them
 /// (see the templates' READMEs and docs/operations.md). A flag listed here is accepted only
 /// for that crate; once the crate's sources define it, it is found there anyway.
-const PENDING_FLAGS: &[(&str, &[&str])] = &[
-];
+const PENDING_FLAGS: &[(&str, &[&str])] = &[];
 
 /// Outputs each step must declare (besides `changes` and `record`).
 const STEP_OUTPUTS: &[(&str, &[&str])] = &[
