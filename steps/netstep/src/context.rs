@@ -152,7 +152,7 @@ impl StepContext {
         let (Some(store), true) = (&self.store, self.apply()) else {
             return Ok(None);
         };
-        let name = self.intent.network_manager_id().replace('/', "_");
+        let name = lock_name(&self.intent.network_manager_id());
         let holder = format!(
             "{} run {} pid {}",
             self.step,
@@ -208,6 +208,20 @@ impl StepContext {
     }
 }
 
+/// The lease name of a network manager: its name plus a digest of its lower-cased id, so that
+/// it is unique per manager, case-insensitive like ARM ids, and within the store's 128
+/// characters of `[A-Za-z0-9._-]` (the whole id, with its subscription and resource group,
+/// does not fit).
+pub fn lock_name(network_manager_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(network_manager_id.to_ascii_lowercase().as_bytes());
+    format!(
+        "nm-{}-{}",
+        crate::resources::name_of(network_manager_id),
+        &hex::encode(digest)[..16]
+    )
+}
+
 /// A millisecond setting from the environment.
 pub fn env_ms(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -261,4 +275,29 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
         });
     }
     Ok(b.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_name;
+
+    #[test]
+    fn lock_names_fit_the_store_and_ignore_case() {
+        let id = "/subscriptions/6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718/resourceGroups/rg-globojava-connectivity/providers/Microsoft.Network/networkManagers/avnm-globojava";
+        let n = lock_name(id);
+        assert!(n.starts_with("nm-avnm-globojava-"), "{n}");
+        assert!(n.len() <= 128);
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        );
+        assert_eq!(
+            n,
+            lock_name(
+                &id.to_uppercase()
+                    .replace("AVNM-GLOBOJAVA", "avnm-globojava")
+            )
+        );
+        assert_ne!(n, lock_name(&id.replace("rg-globojava", "rg-other")));
+    }
 }
