@@ -79,7 +79,8 @@ async fn resource(env: &Env, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn globojava_plan_apply_noop_drift_repair_and_record_change() {
-    let env = Env::start(EnvOptions::globojava().file_state()).await;
+    // State in a real Azurite (the other tests use a folder).
+    let env = Env::start(EnvOptions::globojava()).await;
     let intent = env.globojava_intent();
 
     // Plan from the fresh world: readable, complete, and write-free.
