@@ -190,8 +190,8 @@ pub fn zones_to_read(desired: &[DesiredZone], listed: &[Value]) -> Vec<(String, 
 }
 
 /// The body to PUT over `actual`: `desired`, keeping what others own on the resource (tags or
-/// record metadata netstep does not set, a link's `resolutionPolicy`), since a PUT replaces the
-/// whole resource.
+/// record metadata netstep does not set), since a PUT replaces the whole resource. Only members
+/// of the pinned api-version's model are sent (2024-06-01 links have no `resolutionPolicy`).
 pub fn merge_foreign(kind: Kind, desired: &Value, actual: Option<&Value>) -> Value {
     let mut body = desired.clone();
     let Some(actual) = actual else {
@@ -218,17 +218,7 @@ pub fn merge_foreign(kind: Kind, desired: &Value, actual: Option<&Value>) -> Val
         }
     };
     match kind {
-        Kind::Zone => keep(&mut body, "/tags", &["tags"]),
-        Kind::Link => {
-            keep(&mut body, "/tags", &["tags"]);
-            if let Some(rp) = actual
-                .pointer("/properties/resolutionPolicy")
-                .filter(|v| !v.is_null())
-                && body["properties"].get("resolutionPolicy").is_none()
-            {
-                body["properties"]["resolutionPolicy"] = rp.clone();
-            }
-        }
+        Kind::Zone | Kind::Link => keep(&mut body, "/tags", &["tags"]),
         Kind::Record => keep(
             &mut body,
             "/properties/metadata",
@@ -556,7 +546,6 @@ mod tests {
             Kind::Link => {
                 v["properties"]["provisioningState"] = json!("Succeeded");
                 v["properties"]["virtualNetworkLinkState"] = json!("Completed");
-                v["properties"]["resolutionPolicy"] = json!("Default");
             }
             Kind::Record => {
                 v["properties"]["fqdn"] = json!("x.example.com.");
@@ -768,14 +757,14 @@ mod tests {
     }
 
     #[test]
-    fn merge_keeps_foreign_tags_and_resolution_policy() {
+    fn merge_keeps_foreign_tags_but_sends_only_model_members() {
         let d = resources::dns_link(&vnet("a"), false);
         let a = json!({"tags": {"owner": "x", "managed-by": "someone"},
-            "properties": {"resolutionPolicy": "NxDomainRedirect"}});
+            "properties": {"resolutionPolicy": "NxDomainRedirect", "provisioningState": "Succeeded"}});
         let b = merge_foreign(Kind::Link, &d, Some(&a));
         assert_eq!(b["tags"]["owner"], "x");
         assert_eq!(b["tags"]["managed-by"], "netstep");
-        assert_eq!(b["properties"]["resolutionPolicy"], "NxDomainRedirect");
+        assert_eq!(b["properties"], d["properties"]);
         assert_eq!(merge_foreign(Kind::Link, &d, None), d);
     }
 }
