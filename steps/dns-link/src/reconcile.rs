@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netstep::plan::{Action, Plan, ResourceChange, plan_resource};
+use netstep::plan::{Action, FieldChange, Plan, ResourceChange, plan_resource};
 use netstep::resources::{self, types};
 use serde_json::Value;
 
@@ -237,7 +237,26 @@ pub fn put_for(
     desired: &Value,
     actual: Option<&Value>,
 ) -> Option<(PutOp, ResourceChange)> {
-    let change = plan_resource(id, kind.arm_type(), desired, actual)?;
+    let failed = actual
+        .and_then(|a| a.pointer("/properties/provisioningState"))
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("failed"));
+    let change = match plan_resource(id, kind.arm_type(), desired, actual) {
+        Some(c) => c,
+        // Same content but a failed provisioning (an earlier PUT's operation failed): PUT it
+        // again, or it would stay broken forever.
+        None if failed => ResourceChange {
+            action: Action::Update,
+            resource_id: id.to_string(),
+            resource_type: kind.arm_type().to_string(),
+            fields: vec![FieldChange {
+                path: "properties.provisioningState".into(),
+                old: Some(Value::String("Failed".into())),
+                new: Some(Value::String("Succeeded".into())),
+            }],
+        },
+        None => return None,
+    };
     let cond = match actual {
         None => Cond::Create,
         Some(a) => Cond::Update(etag_of(a)),
@@ -703,6 +722,26 @@ mod tests {
             w.blockers[0].contains("does not manage"),
             "{:?}",
             w.blockers
+        );
+    }
+
+    #[test]
+    fn a_failed_link_is_put_again_even_with_the_same_content() {
+        let z = zone(&["a", "b"], &[]);
+        let mut a = converged(&z);
+        a.links.get_mut(&lc(Z)).unwrap()[1]["properties"]["provisioningState"] = json!("Failed");
+        let w = reconcile(std::slice::from_ref(&z), &a, false);
+        assert_eq!(w.link_puts.len(), 1);
+        assert_eq!(
+            w.link_puts[0].cond,
+            Cond::Update(Some("etag-link-b".into()))
+        );
+        assert!(
+            w.plan
+                .render()
+                .contains("properties.provisioningState: \"Failed\" -> \"Succeeded\""),
+            "{}",
+            w.plan.render()
         );
     }
 

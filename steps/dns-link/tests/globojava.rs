@@ -371,3 +371,51 @@ async fn unmanaged_zone_or_link_in_the_way_is_refused_with_exit_1_and_no_writes(
     let zone = resource(&env, &zone_id()).await;
     assert_eq!(zone["body"]["tags"]["owner"], "dns-team", "{zone}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_link_reads_are_retried_and_a_failed_link_is_repaired_by_the_next_apply() {
+    let env = Env::start(EnvOptions::globojava().file_state()).await;
+    // Azure throttles link reads per zone: the list is retried after Retry-After.
+    let (st, _) = env
+        .sim_post(
+            "faults",
+            &json!({"match": {"op": "GET virtualNetworkLinks"}, "kind": "429", "count": 1, "retry_after_s": 1}),
+        )
+        .await;
+    assert!(st < 300, "fault {st}");
+    // One link's operation fails.
+    let (st, _) = env
+        .sim_post(
+            "faults",
+            &json!({"match": {"op": "PUT virtualNetworkLinks", "path_contains": "link-vnet-hub-westus"},
+                "kind": "failed-lro", "count": 1}),
+        )
+        .await;
+    assert!(st < 300, "fault {st}");
+    let out = apply(&env, &env.globojava_intent(), "f1", &[]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("link-vnet-hub-westus"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("provisioningState Failed"),
+        "{}",
+        out.stderr
+    );
+    let stats = env.stats().await;
+    assert_eq!(stats["throttled"], 1, "{stats}");
+
+    env.reset_stats().await;
+    let again = apply(&env, &env.globojava_intent(), "f1", &[]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        writes(&env).await,
+        [format!(
+            "PUT {}/virtualNetworkLinks/link-vnet-hub-westus",
+            zone_id()
+        )]
+    );
+    assert!(per_link_gets(&env).await.is_empty());
+}
