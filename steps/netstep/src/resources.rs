@@ -108,7 +108,12 @@ pub fn is_managed(resource: &Value) -> bool {
         .pointer("/properties/metadata/managedBy")
         .and_then(Value::as_str)
         == Some(MANAGED_TAG.1);
-    tag || desc || meta
+    // Private DNS record sets have no tags: `dns_a_record` puts the tag pair in `metadata`.
+    let record_meta = resource
+        .pointer(&format!("/properties/metadata/{}", MANAGED_TAG.0))
+        .and_then(Value::as_str)
+        == Some(MANAGED_TAG.1);
+    tag || desc || meta || record_meta
 }
 
 /// A description carrying the ownership marker.
@@ -494,6 +499,8 @@ mod tests {
     fn managed_marks_are_recognised_on_every_kind() {
         assert!(is_managed(&network_group("env=prod")));
         assert!(is_managed(&private_dns_zone()));
+        assert!(is_managed(&dns_link("/v", false)));
+        assert!(is_managed(&dns_a_record(300, &["10.0.0.1".into()])));
         assert!(is_managed(&membership_policy_definition(
             "d",
             "/ng",

@@ -63,10 +63,6 @@ fn link_schema() -> S {
                     vec![
                         f("virtualNetwork", sub_resource()),
                         f("registrationEnabled", S::Bool),
-                        f(
-                            "resolutionPolicy",
-                            S::Enum("ResolutionPolicy", &["Default", "NxDomainRedirect"]),
-                        ),
                         ro("virtualNetworkLinkState"),
                         ro("provisioningState"),
                     ],
@@ -523,15 +519,9 @@ fn put_link(g: &mut Inner, req: &Req, zone_id: &str, id: &str, name: &str) -> Re
             }
         }
     }
-    let mut props = json!({"virtualNetwork": {"id": vnet_id}, "registrationEnabled": reg});
-    if let Some(rp) = body["properties"]
-        .get("resolutionPolicy")
-        .filter(|v| !v.is_null())
-    {
-        props["resolutionPolicy"] = rp.clone();
-    } else {
-        props["resolutionPolicy"] = json!("Default");
-    }
+    // 2024-06-01 has no `resolutionPolicy` (a later api-version adds it): neither accepted
+    // nor answered.
+    let props = json!({"virtualNetwork": {"id": vnet_id}, "registrationEnabled": reg});
     let stored = json!({"id": id, "name": name, "type": Kind::VnetLink.arm_type(), "location": "global", "tags": body.get("tags").cloned().filter(|t| !t.is_null()).unwrap_or_else(|| json!({})), "properties": props});
     let p = prov(g, req);
     let existed = upsert(g, req, Kind::VnetLink, id, stored, Some(p));

@@ -615,7 +615,6 @@ fn check_dns_shape(doc: &Value) {
     let link_props = [
         "virtualNetwork",
         "registrationEnabled",
-        "resolutionPolicy",
         "virtualNetworkLinkState",
         "provisioningState",
     ];
