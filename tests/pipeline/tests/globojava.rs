@@ -190,7 +190,9 @@ async fn drift_is_named_by_verify_and_repaired_by_apply_and_new_spokes_onboard_b
         "{nm}/securityAdminConfigurations/sac-guardrails/ruleCollections/rc-env-isolation/rules/deny-prod-to-nonprod-out"
     );
     let rule = env.sim_get(&format!("resource?id={rule_id}")).await;
-    let mut drifted = rule.clone();
+    let mut drifted = rule["body"].clone();
+    assert!(drifted["properties"]["priority"].is_number(), "{rule}");
+    drifted["id"] = json!(rule_id);
     drifted["properties"]["priority"] = json!(150);
     for op in [
         json!({"op": "delete", "id": link}),
