@@ -95,6 +95,17 @@ pub async fn run(cfg: RunConfig) -> Result<RunReport, Error> {
         ));
         env.push(("NETSTEP_ARM_ENDPOINT".into(), s.url.clone()));
         env.push(("NETSTEP_ARM_TOKEN".into(), SIM_TOKEN.into()));
+        // The simulator's operations take milliseconds: poll at its time scale (the steps'
+        // defaults are Azure's: seconds between LRO polls, 10 s between deployment polls).
+        for (k, v) in [
+            ("NETSTEP_LRO_POLL_MS", "50"),
+            ("NETSTEP_DEPLOY_POLL_MS", "100"),
+            ("NETSTEP_POLICY_POLL_MS", "100"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                env.push((k.into(), v.into()));
+            }
+        }
         Some(s)
     } else {
         None

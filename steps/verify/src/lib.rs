@@ -59,6 +59,9 @@ pub const STEP: &str = "verify";
 pub enum Only {
     /// Everything.
     All,
+    /// Everything pipeline-infra converges: all but the firewall checks (those belong to
+    /// pipeline-fw-policy, which may not have run yet).
+    Infra,
     /// Network manager, groups, VNets, membership.
     Groups,
     /// Connectivity deployments, active configurations, spoke-to-hub, hub mesh.
@@ -75,6 +78,7 @@ impl Only {
     fn name(self) -> &'static str {
         match self {
             Only::All => "all",
+            Only::Infra => "infra",
             Only::Groups => "groups",
             Only::Connectivity => "connectivity",
             Only::SecurityAdmin => "security-admin",
@@ -84,7 +88,11 @@ impl Only {
     }
 
     fn wants(self, category: Only) -> bool {
-        self == Only::All || self == category
+        match self {
+            Only::All => true,
+            Only::Infra => category != Only::Firewall,
+            _ => self == category,
+        }
     }
 }
 
