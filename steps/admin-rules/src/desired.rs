@@ -72,45 +72,6 @@ pub fn group_ids(intent: &Intent, recorded: &BTreeMap<String, String>) -> BTreeM
         .collect()
 }
 
-/// Parses the `group-ids` output of tag-groups: a JSON object `{name: id}`, a JSON array of
-/// ids, or ids separated by commas or whitespace (the name is the id's last segment).
-pub fn parse_group_ids(s: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let v: Value = match serde_json::from_str(s) {
-        Ok(v) => v,
-        Err(e) => {
-            for id in s
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|x| !x.is_empty())
-            {
-                if !id.to_ascii_lowercase().starts_with("/subscriptions/") {
-                    return Err(format!("neither JSON ({e}) nor a list of resource ids"));
-                }
-                out.insert(resources::name_of(id).to_string(), id.to_string());
-            }
-            return Ok(out);
-        }
-    };
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let id = v
-                    .as_str()
-                    .ok_or_else(|| format!("group {k}: id is not a string"))?;
-                out.insert(k, id.to_string());
-            }
-        }
-        Value::Array(a) => {
-            for v in a {
-                let id = v.as_str().ok_or("an id is not a string")?;
-                out.insert(resources::name_of(id).to_string(), id.to_string());
-            }
-        }
-        _ => return Err("expected a JSON object or array".into()),
-    }
-    Ok(out)
-}
-
 /// A rule description that fits AVNM's limit once the marker is appended (cut on a character
 /// boundary with `...`).
 pub fn fit_description(description: &str) -> String {
@@ -311,23 +272,6 @@ mod tests {
         assert_eq!(full.chars().count(), RULE_DESCRIPTION_MAX);
         assert!(f.ends_with("..."));
         assert_eq!(fit_description("short"), "short");
-    }
-
-    #[test]
-    fn group_ids_parse_from_object_or_array() {
-        let m = parse_group_ids(r#"{"a": "/x/networkGroups/a"}"#).unwrap();
-        assert_eq!(m["a"], "/x/networkGroups/a");
-        let m = parse_group_ids(r#"["/x/networkGroups/b"]"#).unwrap();
-        assert_eq!(m["b"], "/x/networkGroups/b");
-        assert!(parse_group_ids("3").is_err());
-        let m = parse_group_ids(
-            "/subscriptions/s/x/networkGroups/c,\n/subscriptions/s/x/networkGroups/d",
-        )
-        .unwrap();
-        assert_eq!(m.len(), 2);
-        assert_eq!(m["d"], "/subscriptions/s/x/networkGroups/d");
-        assert!(parse_group_ids("{oops").is_err());
-        assert!(parse_group_ids("[1]").is_err());
     }
 
     #[test]

@@ -27,8 +27,7 @@ use clap::Parser;
 use netstep::avnm::{self, WaitConfig};
 use netstep::context::StepContext;
 use netstep::error::{Error, Result};
-use netstep::state::Status;
-use netstep::step::{CommonArgs, Mode, Outcome, StepArgs};
+use netstep::step::{CommonArgs, Outcome, StepArgs};
 use netstep::{ExitStatus, arm::DeleteOptions};
 use serde_json::json;
 use tracing::{info, warn};
@@ -61,47 +60,6 @@ pub struct Args {
 impl StepArgs for Args {
     fn common(&self) -> &CommonArgs {
         &self.common
-    }
-}
-
-/// Group ids from the `tag-groups` record of this run (or derived from the intent).
-async fn upstream_group_ids(ctx: &StepContext) -> Result<BTreeMap<String, String>> {
-    let Some(store) = &ctx.store else {
-        return Ok(BTreeMap::new());
-    };
-    let apply = ctx.apply();
-    let problem = |msg: String| -> Result<BTreeMap<String, String>> {
-        if apply {
-            Err(Error::Other(format!(
-                "run {}: {msg}; {UPSTREAM} must converge in this run before {STEP} applies",
-                ctx.run_key
-            )))
-        } else {
-            warn!(run_key = %ctx.run_key, "{msg}; planning with group ids derived from the intent");
-            Ok(BTreeMap::new())
-        }
-    };
-    let Some(rec) = store.get_record(&ctx.run_key, UPSTREAM).await? else {
-        return problem(format!("no {UPSTREAM} record"));
-    };
-    if rec.intent_digest != ctx.intent_digest {
-        return problem(format!(
-            "the {UPSTREAM} record is for intent {}, this run's is {}",
-            rec.intent_digest, ctx.intent_digest
-        ));
-    }
-    if rec.status != Status::Converged || (apply && rec.mode != Mode::Apply) {
-        return problem(format!(
-            "the {UPSTREAM} record says {:?} ({} mode)",
-            rec.status, rec.mode
-        ));
-    }
-    let Some(raw) = rec.outputs.get("group-ids") else {
-        return problem(format!("the {UPSTREAM} record has no group-ids output"));
-    };
-    match desired::parse_group_ids(raw) {
-        Ok(m) => Ok(m),
-        Err(e) => problem(format!("the {UPSTREAM} record's group-ids: {e}")),
     }
 }
 
@@ -147,7 +105,7 @@ type RunResult = (
 
 /// Reads, plans, prints, and in apply mode writes and commits.
 async fn reconcile_run(ctx: &StepContext, prune: bool) -> Result<RunResult> {
-    let recorded = upstream_group_ids(ctx).await?;
+    let recorded = ctx.upstream_group_ids().await?.ids.unwrap_or_default();
     let groups = desired::group_ids(&ctx.intent, &recorded);
     let want = desired::desired(&ctx.intent, &groups);
     let nm_id = ctx.intent.network_manager_id();

@@ -27,34 +27,6 @@ pub enum GroupIds {
 }
 
 impl GroupIds {
-    /// Parses a `group-ids` output: a JSON object `{name: id}` (the documented form) or a JSON
-    /// array of ids (names taken from the ids).
-    pub fn parse_output(text: &str) -> Result<GroupIds, String> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| format!("`group-ids` is not JSON ({e}): {text:.200}"))?;
-        let mut map = BTreeMap::new();
-        match v {
-            Value::Object(o) => {
-                for (name, id) in o {
-                    let id = id
-                        .as_str()
-                        .ok_or_else(|| format!("`group-ids`: the id of {name} is not a string"))?;
-                    map.insert(lc(&name), id.to_string());
-                }
-            }
-            Value::Array(a) => {
-                for id in a {
-                    let id = id
-                        .as_str()
-                        .ok_or_else(|| "`group-ids`: an element is not a string".to_string())?;
-                    map.insert(lc(resources::name_of(id)), id.to_string());
-                }
-            }
-            _ => return Err("`group-ids` must be a JSON object (name -> id)".into()),
-        }
-        Ok(GroupIds::Upstream(map))
-    }
-
     /// The id of group `name`.
     pub fn id(&self, intent: &Intent, name: &str) -> Result<String, String> {
         match self {
@@ -378,8 +350,7 @@ mod tests {
             .iter()
             .map(|g| (g.name.clone(), g.id.to_uppercase()))
             .collect();
-        let text = serde_json::to_string(&all).unwrap();
-        let ids = GroupIds::parse_output(&text).unwrap();
+        let ids = GroupIds::Upstream(all.iter().map(|(k, v)| (lc(k), v.clone())).collect());
         let d = desired_configs(&it, &ids).unwrap();
         assert!(
             d[0].body["properties"]["appliesToGroups"][0]["networkGroupId"]
@@ -389,17 +360,9 @@ mod tests {
         );
         let mut fewer = all.clone();
         fewer.remove("all-prod-spokes-westus");
-        let ids = GroupIds::parse_output(&serde_json::to_string(&fewer).unwrap()).unwrap();
+        let ids = GroupIds::Upstream(fewer.iter().map(|(k, v)| (lc(k), v.clone())).collect());
         let e = desired_configs(&it, &ids).unwrap_err();
         assert!(e.contains("all-prod-spokes-westus"), "{e}");
-        // The array form works too; anything else is refused.
-        let arr: Vec<&String> = all.values().collect();
-        assert!(matches!(
-            GroupIds::parse_output(&serde_json::to_string(&arr).unwrap()),
-            Ok(GroupIds::Upstream(m)) if m.len() == all.len()
-        ));
-        assert!(GroupIds::parse_output("42").is_err());
-        assert!(GroupIds::parse_output("{").is_err());
     }
 
     #[test]

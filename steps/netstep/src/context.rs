@@ -227,6 +227,92 @@ pub fn env_ms(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// The step whose record carries the network group ids (`group-ids` output).
+pub const GROUPS_STEP: &str = "tag-groups";
+
+/// Network group ids a step takes from this run's `tag-groups` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamGroups {
+    /// Group name -> id from the record; `None`: derive the ids from the intent (they are
+    /// deterministic), which only a run without a state store or a plan may do.
+    pub ids: Option<BTreeMap<String, String>>,
+    /// Where the ids came from, for the log and the record.
+    pub source: String,
+}
+
+/// Parses tag-groups' `group-ids` output: a JSON object `{name: id}`.
+pub fn parse_group_ids(text: &str) -> std::result::Result<BTreeMap<String, String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("`group-ids` is not JSON ({e})"))?;
+    let obj = v
+        .as_object()
+        .ok_or("`group-ids` must be a JSON object (name -> id)")?;
+    obj.iter()
+        .map(|(name, id)| match id.as_str() {
+            Some(id) => Ok((name.clone(), id.to_string())),
+            None => Err(format!("`group-ids`: the id of {name} is not a string")),
+        })
+        .collect()
+}
+
+impl StepContext {
+    /// The network group ids of this run, from the `tag-groups` record ("the next step takes
+    /// its inputs from the previous one"). With a state store the record must exist, be
+    /// converged, in apply mode and of the same intent digest; otherwise apply fails (exit 1)
+    /// and plan falls back to ids derived from the intent, saying so.
+    pub async fn upstream_group_ids(&self) -> Result<UpstreamGroups> {
+        let Some(store) = &self.store else {
+            return Ok(UpstreamGroups {
+                ids: None,
+                source: "derived from the intent (no state store)".into(),
+            });
+        };
+        let run = &self.run_key;
+        let (step, up) = (self.step, GROUPS_STEP);
+        let problem = |msg: String| -> Result<UpstreamGroups> {
+            if self.apply() {
+                Err(Error::Other(format!(
+                    "run {run}: {msg}; {step} applies only after {up} converged in apply mode in the same run"
+                )))
+            } else {
+                warn!(run_key = %run, upstream = up, "{msg}; planning with group ids derived from the intent");
+                Ok(UpstreamGroups {
+                    ids: None,
+                    source: format!("derived from the intent ({msg})"),
+                })
+            }
+        };
+        let Some(rec) = store.get_record(run, up).await? else {
+            return problem(format!("no {up} record in the state store"));
+        };
+        if rec.intent_digest != self.intent_digest {
+            return Err(Error::Other(format!(
+                "run {run}: the {up} record was made from intent {}, but the run's intent is {}; \
+                 the state store is inconsistent for this run key",
+                rec.intent_digest, self.intent_digest
+            )));
+        }
+        if rec.status != Status::Converged || rec.mode != Mode::Apply {
+            return problem(format!(
+                "the {up} record is {:?} in {} mode",
+                rec.status, rec.mode
+            ));
+        }
+        let Some(text) = rec.outputs.get("group-ids") else {
+            return Err(Error::Other(format!(
+                "run {run}: the {up} record has no `group-ids` output"
+            )));
+        };
+        let ids = parse_group_ids(text)
+            .map_err(|e| Error::Other(format!("run {run}: the {up} record: {e}")))?;
+        info!(run_key = %run, upstream = up, groups = ids.len(), "group ids taken from the upstream record");
+        Ok(UpstreamGroups {
+            ids: Some(ids),
+            source: format!("runs/{run}/{up}.json"),
+        })
+    }
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -279,7 +365,21 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
 
 #[cfg(test)]
 mod tests {
-    use super::lock_name;
+    use super::{lock_name, parse_group_ids};
+
+    #[test]
+    fn group_ids_output_is_a_name_to_id_object() {
+        let m =
+            parse_group_ids(r#"{"all-prod-spokes": "/x/networkGroups/all-prod-spokes"}"#).unwrap();
+        assert_eq!(m["all-prod-spokes"], "/x/networkGroups/all-prod-spokes");
+        assert!(parse_group_ids(r#"["/x/networkGroups/b"]"#).is_err());
+        assert!(
+            parse_group_ids(r#"{"a": 1}"#)
+                .unwrap_err()
+                .contains("of a is not a string")
+        );
+        assert!(parse_group_ids("{oops").is_err());
+    }
 
     #[test]
     fn lock_names_fit_the_store_and_ignore_case() {
