@@ -666,13 +666,13 @@ mod tests {
         f
     }
 
-    /// Azure as netstep leaves it after a converged apply (tier Premium, like the intent).
+    /// Azure as netstep leaves it after a converged apply (tier Standard, like the intent).
     fn converged(policies: &[ResolvedFirewallPolicy], spec: &FirewallPolicy) -> Actual {
         let mut a = Actual::default();
         for p in policies {
             let mut body = resources::firewall_policy(
                 &p.location,
-                "Premium",
+                "Standard",
                 "Alert",
                 spec.dns_proxy,
                 p.base_policy_id.as_deref(),
@@ -682,7 +682,7 @@ mod tests {
             a.policies.insert(key(&p.id), body);
             if let Some(f) = &p.firewall_id {
                 a.firewalls
-                    .insert(key(f), firewall(f, "Premium", Some(&p.id.to_uppercase())));
+                    .insert(key(f), firewall(f, "Standard", Some(&p.id.to_uppercase())));
             }
         }
         for g in &spec.rule_collection_groups {
@@ -715,7 +715,7 @@ mod tests {
         let mut a = Actual::default();
         for p in &ps[1..] {
             let f = p.firewall_id.as_deref().unwrap();
-            a.firewalls.insert(key(f), firewall(f, "Premium", None));
+            a.firewalls.insert(key(f), firewall(f, "Standard", None));
         }
         let out = reconcile(&spec, &ps, &a);
         assert!(out.blockers.is_empty(), "{:?}", out.blockers);
@@ -749,14 +749,13 @@ mod tests {
             .unwrap()
             .remove("tags");
         let fw = ps[2].firewall_id.clone().unwrap();
-        a.firewalls
-            .insert(key(&fw), firewall(&fw, "Standard", None));
+        a.firewalls.insert(key(&fw), firewall(&fw, "Premium", None));
         a.firewalls
             .remove(&key(ps[3].firewall_id.as_deref().unwrap()));
         let out = reconcile(&spec, &ps, &a);
         assert_eq!(out.blockers.len(), 3, "{:#?}", out.blockers);
         assert!(out.blockers[0].contains("not managed by netstep"));
-        assert!(out.blockers[1].contains("afw-hub-westus is Standard"));
+        assert!(out.blockers[1].contains("afw-hub-westus is Premium"));
         assert!(
             out.blockers[2].contains("afw-hub-northeurope")
                 && out.blockers[2].contains("does not exist")
@@ -780,7 +779,7 @@ mod tests {
             .unwrap()
             .replace("afw-hub-eastus", "afw-legacy");
         let mut body =
-            resources::firewall_policy("westeurope", "Premium", "Alert", true, Some(&ps[0].id));
+            resources::firewall_policy("westeurope", "Standard", "Alert", true, Some(&ps[0].id));
         body["id"] = json!(old);
         body["properties"]["firewalls"] = json!([{"id": old_fw}]);
         a.policies.insert(key(&old), body.clone());

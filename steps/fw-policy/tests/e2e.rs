@@ -1,10 +1,9 @@
 //! `fw-policy` end to end: the real binary against armsim seeded with the GloboJava world.
 //!
 //! The GloboJava world's hub firewalls are Standard tier (armsim README, "Firewall tiers"), and
-//! Azure associates a firewall only with a policy of its own tier. The reference intent asks
-//! for Premium, so these tests use the same intent with the tier set to Standard (which the
-//! brief allows: "Premium or Standard tier"); `premium_intent_on_standard_firewalls_...` checks
-//! that the reference intent is refused before any write.
+//! Azure associates a firewall only with a policy of its own tier; the reference intent is
+//! Standard too. `premium_intent_on_standard_firewalls_...` checks that a Premium intent on
+//! these firewalls is refused before any write.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +36,10 @@ fn standard_intent(env: &Env, name: &str, edit: impl Fn(String) -> String) -> Pa
     let text = reference_intent()
         .replace("sku_tier: Premium", "sku_tier: Standard")
         .replace("\n  tier: Premium ", "\n  tier: Standard ");
-    assert!(!text.contains("Premium"), "the tier edit missed a place");
+    assert!(
+        !text.contains("tier: Premium"),
+        "the tier edit missed a place"
+    );
     let text = edit(text);
     let p = env.dir.path().join(name);
     std::fs::write(&p, text).unwrap();
@@ -369,7 +371,17 @@ async fn another_operation_in_progress_is_absorbed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn premium_intent_on_standard_firewalls_is_refused_before_any_write() {
     let env = Env::start(EnvOptions::globojava().file_state()).await;
-    let intent = env.globojava_intent();
+    // The reference intent moved to Premium (policy and firewalls); the estate's firewalls
+    // are Standard.
+    let text = reference_intent()
+        .replace("sku_tier: Standard", "sku_tier: Premium")
+        .replace("\n  tier: Standard ", "\n  tier: Premium ");
+    assert!(
+        text.contains("\n  tier: Premium "),
+        "the tier edit missed the policy"
+    );
+    let intent = env.dir.path().join("premium.yaml");
+    std::fs::write(&intent, text).unwrap();
     for mode in ["plan", "apply"] {
         let out = env
             .step("fw-policy")
