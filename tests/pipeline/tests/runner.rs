@@ -9,8 +9,9 @@
 //!   run makes no write at all;
 //! - a transient 503 storm that exhausts a step's own ARM retries makes the step exit 75; the
 //!   template's retryStrategy runs it again and the pipeline succeeds;
-//! - a step SIGKILLed mid-run (while its AVNM commit is in flight) fails the pipeline and is not
-//!   retried (exit 137 is neither 75 nor a pod Error); the same run key then converges.
+//! - a step SIGKILLed mid-run (fw-policy, holding the network lease, its first firewall policy
+//!   write in flight) fails the pipeline and is not retried (exit 137 is neither 75 nor a pod
+//!   Error); the exit handler breaks the dead step's lease; the same run key then converges.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
