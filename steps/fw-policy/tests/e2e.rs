@@ -489,6 +489,7 @@ async fn dropped_children_and_groups_are_deleted_only_with_prune() {
 /// Records the apply traffic from the fresh world and validates it against Microsoft's specs
 /// with `check-traffic` (about 100 s). Runs when the shared folder is present
 /// (`NETSTEP_SHARED` or `<repo>/../shared`, like armsim's scenario test).
+#[ignore = "oav over this step's own scenarios (~100 s); CI validates every step's traffic once in tests/pipeline/tests/globojava.rs; run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_apply_traffic_passes_check_traffic() {
     let shared = std::env::var_os("NETSTEP_SHARED")
