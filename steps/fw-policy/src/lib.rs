@@ -579,7 +579,9 @@ pub async fn run(args: Args) -> Result<Outcome> {
         println!("{header}\nThe intent has no firewall_policy.");
         let plan = Plan::default();
         print!("{}", plan.render());
-        drop(lock);
+        if let Some(l) = lock {
+            l.release().await?;
+        }
         let mut outputs = BTreeMap::new();
         outputs.insert("policy-ids".into(), "{}".into());
         return ctx
@@ -622,7 +624,9 @@ pub async fn run(args: Args) -> Result<Outcome> {
             );
         }
     }
-    drop(lock);
+    if let Some(l) = lock {
+        l.release().await?;
+    }
 
     let parent = &policies[0];
     let children: BTreeMap<String, String> = policies[1..]

@@ -87,7 +87,16 @@ async fn traffic_is_recorded_in_oav_format_with_the_public_host() {
     mock.finish();
 
     let files = read_dir_sorted(&dir.path().join("traffic"));
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    // `<start ms>-p<pid>-NNNNNN-...`: the run prefix is the same for every file of a process.
+    let prefix = format!("-p{}-", std::process::id());
+    let names: Vec<&str> = files
+        .iter()
+        .map(|(n, _)| {
+            let at = n.find(&prefix).expect("run prefix");
+            assert!(n[..at].chars().all(|c| c.is_ascii_digit()), "{n}");
+            &n[at + prefix.len()..]
+        })
+        .collect();
     assert_eq!(
         names,
         [

@@ -10,11 +10,14 @@ use serde_json::{Map, Value, json};
 /// The host every recorded URL carries (the validator matches the public cloud's paths).
 pub const PUBLIC_ORIGIN: &str = "https://management.azure.com";
 
-/// Writes `NNNNNN-<method>-<short>.json` files into a directory.
+/// Writes `<run>-NNNNNN-<method>-<short>.json` files into a directory. `<run>` (the start
+/// time in milliseconds and the process id) keeps several processes recording into one folder
+/// from overwriting each other, and names sort in time order.
 #[derive(Debug)]
 pub struct Recorder {
     dir: PathBuf,
     origin: String,
+    run: String,
     seq: AtomicU64,
 }
 
@@ -38,6 +41,14 @@ impl Recorder {
         Ok(Recorder {
             dir,
             origin: origin.trim_end_matches('/').to_string(),
+            run: format!(
+                "{:013}-p{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or_default(),
+                std::process::id()
+            ),
             seq: AtomicU64::new(0),
         })
     }
@@ -79,7 +90,8 @@ impl Recorder {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let short = super::short_name(x.url.path());
         let name = format!(
-            "{n:06}-{}-{}.json",
+            "{}-{n:06}-{}-{}.json",
+            self.run,
             x.method.to_ascii_lowercase(),
             sanitize(&short)
         );
