@@ -75,7 +75,7 @@ pub async fn run(args: Args) -> Result<Outcome> {
     if ctx.args.snapshot_only {
         return ctx.finish_snapshot_only();
     }
-    let lock = ctx.lock().await?;
+    let lock = ctx.lock_dns().await?;
     let result = converge(&ctx, prune).await;
     if let Some(lock) = lock {
         match (lock.release().await, &result) {

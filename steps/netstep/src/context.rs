@@ -149,10 +149,22 @@ impl StepContext {
     /// Takes the network's lease (apply mode with a state store) so that two pipelines never
     /// mutate one network at once. `None` when there is nothing to serialize.
     pub async fn lock(&self) -> Result<Option<LockGuard>> {
+        self.lock_named(&lock_name(&self.intent.network_manager_id()))
+            .await
+    }
+
+    /// Takes the lease of the network's private DNS (dns-link): DNS work of two runs never
+    /// interleaves, but it runs beside the AVNM steps of its own run instead of queueing behind
+    /// them (it touches none of their resources).
+    pub async fn lock_dns(&self) -> Result<Option<LockGuard>> {
+        self.lock_named(&dns_lock_name(&self.intent.network_manager_id()))
+            .await
+    }
+
+    async fn lock_named(&self, name: &str) -> Result<Option<LockGuard>> {
         let (Some(store), true) = (&self.store, self.apply()) else {
             return Ok(None);
         };
-        let name = lock_name(&self.intent.network_manager_id());
         let holder = format!(
             "{} run {} pid {}",
             self.step,
@@ -161,7 +173,7 @@ impl StepContext {
         );
         Ok(Some(
             store
-                .acquire_lock(&name, &holder, LOCK_TTL, LOCK_WAIT)
+                .acquire_lock(name, &holder, LOCK_TTL, LOCK_WAIT)
                 .await?,
         ))
     }
@@ -220,6 +232,19 @@ pub fn lock_name(network_manager_id: &str) -> String {
         crate::resources::name_of(network_manager_id),
         &hex::encode(digest)[..16]
     )
+}
+
+/// The lease name of a network's private DNS work (see [`StepContext::lock_dns`]).
+pub fn dns_lock_name(network_manager_id: &str) -> String {
+    format!("{}-dns", lock_name(network_manager_id))
+}
+
+/// Every lease a run of this network may hold (what an exit handler must clean up).
+pub fn lock_names(network_manager_id: &str) -> [String; 2] {
+    [
+        lock_name(network_manager_id),
+        dns_lock_name(network_manager_id),
+    ]
 }
 
 /// A millisecond setting from the environment.

@@ -480,10 +480,17 @@ async fn record_outcome(common: &CommonArgs, outcome: WorkflowOutcome) -> Result
     // killed step (holders are "<step> run <run-key> pid <pid>", see StepContext::lock).
     let mut broken = None;
     if let Some(i) = &intent {
-        let lock_name = netstep::context::lock_name(&i.network_manager_id());
-        broken = store
-            .break_lock_held_by(&lock_name, &format!(" run {run_key} pid "))
-            .await?;
+        for lock_name in netstep::context::lock_names(&i.network_manager_id()) {
+            if let Some(b) = store
+                .break_lock_held_by(&lock_name, &format!(" run {run_key} pid "))
+                .await?
+            {
+                broken = Some(match broken {
+                    None => b,
+                    Some(prev) => format!("{prev}; {b}"),
+                });
+            }
+        }
     }
     let mut outputs = BTreeMap::new();
     outputs.insert("outcome".to_string(), name.to_string());
