@@ -835,7 +835,8 @@ fn admin_priority_range() {
 
 #[test]
 fn admin_description_limit() {
-    let long = "d".repeat(141);
+    // AVNM allows 140 characters; netstep appends " [managed-by=netstep]" (21).
+    let long = "d".repeat(120);
     let y = edit(
         "        - name: allow-web\n",
         &format!("        - name: allow-web\n          description: {long}\n"),
@@ -843,9 +844,15 @@ fn admin_description_limit() {
     expect(
         &y,
         "security_admin.rule_collections[0].rules[1].description",
-        "141 characters; the limit is 140",
+        "120 characters; the limit is 119",
         &long,
     );
+    let fits = "d".repeat(119);
+    let y = edit(
+        "        - name: allow-web\n",
+        &format!("        - name: allow-web\n          description: {fits}\n"),
+    );
+    assert!(netstep::intent::load_str("intent.yaml", y.as_bytes()).is_ok());
 }
 
 #[test]

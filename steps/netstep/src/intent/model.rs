@@ -530,7 +530,7 @@ pub enum AddressRef {
 pub struct AdminRule {
     /// Rule name.
     pub name: String,
-    /// Up to 140 characters.
+    /// Up to 119 characters (AVNM's 140, less the ownership marker netstep appends).
     #[serde(default)]
     pub description: String,
     /// 1-4096, unique within the collection; lower wins.

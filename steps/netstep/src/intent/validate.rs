@@ -25,8 +25,9 @@ pub mod limits {
     pub const SPOKES_PER_HUB: usize = 1000;
     /// Rules per security admin rule collection.
     pub const ADMIN_RULES_PER_COLLECTION: usize = 100;
-    /// Maximum admin rule description length.
-    pub const ADMIN_RULE_DESCRIPTION: usize = 140;
+    /// Maximum admin rule description length: AVNM allows 140 characters, and netstep appends
+    /// its ownership marker (` [managed-by=netstep]`, 21 characters) to what it creates.
+    pub const ADMIN_RULE_DESCRIPTION: usize = 140 - 1 - crate::resources::MANAGED_MARKER.len();
 }
 
 struct V<'a> {
@@ -851,7 +852,8 @@ fn security_admin(v: &mut V<'_>, spec: &IntentSpec) {
                 v.err(
                     &format!("{rp}.description"),
                     format!(
-                        "description is {dlen} characters; the limit is {}",
+                        "description is {dlen} characters; the limit is {} (AVNM's 140 less \
+                         the ownership marker netstep appends)",
                         limits::ADMIN_RULE_DESCRIPTION
                     ),
                 );
