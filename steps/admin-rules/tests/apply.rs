@@ -275,14 +275,7 @@ async fn globojava_apply_then_noop_then_one_priority_change_writes_one_rule_and_
         writes(&env).await,
         ops(&[("PUT rules", 1), ("POST commit", 1)])
     );
-    let log = env.sim_get("log").await;
-    let puts: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["method"] == "PUT")
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let puts = env.logged_paths("PUT").await;
     assert_eq!(puts.len(), 1);
     assert!(
         puts[0].ends_with("/rules/deny-prod-to-nonprod-out"),
@@ -388,14 +381,7 @@ async fn priorities_taken_from_each_other_are_written_in_a_safe_order() {
         writes(&env).await,
         ops(&[("PUT rules", 2), ("POST commit", 1)])
     );
-    let log = env.sim_get("log").await;
-    let puts: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["method"] == "PUT")
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let puts = env.logged_paths("PUT").await;
     assert!(puts[0].ends_with("/deny-nonprod-to-prod-out"), "{puts:?}");
     assert!(puts[1].ends_with("/deny-prod-to-nonprod-out"), "{puts:?}");
 }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pipeline_tests::{Env, EnvOptions, StepOutput, repo_root};
+use pipeline_tests::{Env, EnvOptions, StepOutput, repo_root, write_ops as writes};
 use serde_json::{Value, json};
 
 const SUB: &str = "6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718";
@@ -48,19 +48,6 @@ fn standard_intent(env: &Env, name: &str, edit: impl Fn(String) -> String) -> Pa
 
 fn op(stats: &Value, name: &str) -> u64 {
     stats["by_operation"][name].as_u64().unwrap_or(0)
-}
-
-/// PUT, PATCH and DELETE by operation (the writes that matter), from armsim's stats.
-fn writes(stats: &Value) -> Vec<(String, u64)> {
-    stats["by_operation"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("PUT ") || k.starts_with("PATCH ") || k.starts_with("DELETE ")
-        })
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect()
 }
 
 async fn resource(env: &Env, id: &str) -> Value {
@@ -320,14 +307,7 @@ async fn foreign_firewall_properties_survive_and_drift_is_repaired_exactly() {
         vec![("PUT azureFirewalls".to_string(), 1)],
         "{stats}"
     );
-    let log = env.sim_get("log").await;
-    let puts: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["method"] == "PUT")
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let puts = env.logged_paths("PUT").await;
     assert_eq!(puts.len(), 1);
     assert!(
         puts[0].contains("/azureFirewalls/afw-hub-westus"),
@@ -459,14 +439,7 @@ async fn dropped_children_and_groups_are_deleted_only_with_prune() {
     let stats = env.stats().await;
     assert_eq!(stats["deletes"], 8, "{stats}");
     assert_eq!(writes(&stats).len(), 2, "{stats}");
-    let log = env.sim_get("log").await;
-    let deletes: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["method"] == "DELETE")
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let deletes = env.logged_paths("DELETE").await;
     assert!(
         deletes
             .last()

@@ -190,6 +190,17 @@ impl Env {
         self.sim_get("stats").await
     }
 
+    /// The paths of the ARM requests armsim logged with `method`, in order.
+    pub async fn logged_paths(&self, method: &str) -> Vec<String> {
+        let log = self.sim_get("log").await;
+        log.as_array()
+            .expect("armsim log is an array")
+            .iter()
+            .filter(|e| e["method"] == method)
+            .filter_map(|e| e["path"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Resets armsim's counters and request log (not the world).
     pub async fn reset_stats(&self) {
         let r = self
@@ -221,6 +232,24 @@ impl Env {
         }
         outs
     }
+}
+
+/// The write operations in armsim's counters, by operation: PUT/PATCH/DELETE and AVNM commits
+/// (POST list* are reads that ARM bills against the writes budget; they are not writes).
+pub fn write_ops(stats: &Value) -> Vec<(String, u64)> {
+    stats["by_operation"]
+        .as_object()
+        .expect("armsim stats have by_operation")
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("PUT ")
+                || k.starts_with("PATCH ")
+                || k.starts_with("DELETE ")
+                || *k == "POST commit"
+        })
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
 }
 
 fn unique() -> u64 {

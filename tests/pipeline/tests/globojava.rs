@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use netstep::state::{StateStore, Status};
-use pipeline_tests::{Env, EnvOptions, STEPS, check_traffic};
+use pipeline_tests::{Env, EnvOptions, STEPS, check_traffic, write_ops as writes};
 use serde_json::{Value, json};
 
 const SUB: &str = "6b1f3e2a-9c4d-4e8f-a1b2-c3d4e5f60718";
@@ -16,24 +16,6 @@ fn vnet_id(rg: &str, name: &str) -> String {
     format!(
         "/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{name}"
     )
-}
-
-/// Write operations in armsim's counters: PUT/PATCH/DELETE and commits (POST list* are reads
-/// that ARM bills against the writes budget; they are not writes).
-fn writes(stats: &Value) -> Vec<(String, u64)> {
-    stats["by_operation"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("PUT ")
-                || k.starts_with("PATCH ")
-                || k.starts_with("DELETE ")
-                || *k == "POST commit"
-        })
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .filter(|(_, v)| *v > 0)
-        .collect()
 }
 
 fn figures(label: &str, stats: &Value) {

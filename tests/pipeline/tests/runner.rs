@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use netstep::arm::RetryPolicy;
 use netstep::state::{StateStore, Status};
-use pipeline_tests::{Env, EnvOptions, bin, repo_root};
+use pipeline_tests::{Env, EnvOptions, bin, repo_root, write_ops as writes};
 use serde_json::{Value, json};
 
 const INFRA: &str = "workflows/pipeline-infra.yaml";
@@ -299,24 +299,6 @@ impl Finished {
     fn attempts(&self, name: &str) -> u64 {
         self.node(name)["attempts"].as_u64().unwrap_or(0)
     }
-}
-
-/// Write operations in armsim's counters: PUT/PATCH/DELETE and AVNM commits (POST list* are
-/// reads).
-fn writes(stats: &Value) -> Vec<(String, u64)> {
-    stats["by_operation"]
-        .as_object()
-        .expect("by_operation")
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("PUT ")
-                || k.starts_with("PATCH ")
-                || k.starts_with("DELETE ")
-                || *k == "POST commit"
-        })
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect()
 }
 
 fn op_count(stats: &Value, op: &str) -> u64 {
