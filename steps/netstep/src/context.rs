@@ -42,6 +42,36 @@ pub struct StepContext {
 pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 /// The lease duration; it is renewed while the step works.
 pub const LOCK_TTL: Duration = Duration::from_secs(60);
+/// Environment variable overriding [`LOCK_WAIT`] (whole seconds, 0 = try once).
+pub const LOCK_WAIT_ENV: &str = "NETSTEP_LOCK_WAIT_S";
+/// Environment variable overriding [`LOCK_TTL`] (whole seconds, 1-3600; Azure Blob clamps the
+/// lease to 15-60 s).
+pub const LOCK_TTL_ENV: &str = "NETSTEP_LOCK_TTL_S";
+
+/// A duration in whole seconds from `name`, `default` when unset or empty; a value that is not
+/// an integer in `min..=max` is a usage error (exit 2).
+fn env_secs(name: &str, default: Duration, min: u64, max: u64) -> Result<Duration> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err(Error::Usage(format!(
+                "{name}={v:?}: expected whole seconds between {min} and {max}"
+            ))),
+        },
+        _ => Ok(default),
+    }
+}
+
+/// This host as waiters see it: `HOSTNAME` (the pod name under Argo), else the kernel's
+/// hostname, else `unknown-host`.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
 
 impl StepContext {
     /// Validates the flags, opens the state store, loads the run's intent and builds the ARM
@@ -165,17 +195,17 @@ impl StepContext {
         let (Some(store), true) = (&self.store, self.apply()) else {
             return Ok(None);
         };
+        let wait = env_secs(LOCK_WAIT_ENV, LOCK_WAIT, 0, 86_400)?;
+        let ttl = env_secs(LOCK_TTL_ENV, LOCK_TTL, 1, 3_600)?;
+        // " run <key> " is what the exit handler matches (`verify --outcome`); keep it.
         let holder = format!(
-            "{} run {} pid {}",
+            "{} run {} host {} pid {}",
             self.step,
             self.run_key,
+            host_name(),
             std::process::id()
         );
-        Ok(Some(
-            store
-                .acquire_lock(name, &holder, LOCK_TTL, LOCK_WAIT)
-                .await?,
-        ))
+        Ok(Some(store.acquire_lock(name, &holder, ttl, wait).await?))
     }
 
     /// Writes the step record (last, after the Azure work) and the Argo outputs.

@@ -298,16 +298,55 @@ impl StepCmd {
     }
     /// Runs the binary to completion.
     pub async fn run(self) -> StepOutput {
+        self.spawn().wait().await
+    }
+
+    /// Starts the binary without waiting (stdout and stderr captured): for tests that run
+    /// several steps at once or kill one.
+    pub fn spawn(self) -> RunningStep {
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(&self.args)
             .arg(format!("--outputs-dir={}", self.outputs.display()))
             .env_remove("RUST_LOG")
             .env("NETSTEP_LOG_FORMAT", "pretty")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().await.expect("spawn step");
+        let child = cmd.spawn().expect("spawn step");
+        RunningStep {
+            pid: child.id().expect("a just-spawned child has a pid"),
+            child,
+            outputs: self.outputs,
+        }
+    }
+}
+
+/// A step process started by [`StepCmd::spawn`]. Killed if dropped before [`RunningStep::wait`].
+#[derive(Debug)]
+pub struct RunningStep {
+    child: tokio::process::Child,
+    pid: u32,
+    outputs: PathBuf,
+}
+
+impl RunningStep {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends SIGKILL to this process (only this one, by its pid).
+    pub fn kill(&mut self) {
+        self.child.start_kill().expect("SIGKILL the step");
+    }
+
+    /// Waits for the process and collects what it produced.
+    pub async fn wait(self) -> StepOutput {
+        let out = self.child.wait_with_output().await.expect("wait for step");
         let mut outputs = BTreeMap::new();
         if let Ok(rd) = std::fs::read_dir(&self.outputs) {
             for e in rd.flatten() {
