@@ -338,7 +338,9 @@ impl StepContext {
             }
         };
         let Some(rec) = store.get_record(run, up).await? else {
-            return problem(format!("no {up} record in the state store"));
+            return problem(format!(
+                "no {up} record in the state store (runs/{run}/{up}.json)"
+            ));
         };
         if rec.intent_digest != self.intent_digest {
             return Err(Error::Other(format!(

@@ -32,6 +32,9 @@ pub const STEPS: [&str; 6] = [
 /// tests grep logs for leaks).
 pub const TEST_TOKEN: &str = "netstep-test-token-7f3a9c";
 
+/// The Azurite container holding the state.
+pub const STATE_CONTAINER: &str = "netstep-state";
+
 /// Builds every binary of the workspace once per test process (cargo is already holding no
 /// lock while tests run), so end-to-end tests never run stale binaries.
 pub fn build_binaries() {
@@ -119,7 +122,7 @@ impl Env {
             let az = tokio::task::spawn_blocking(Azurite::start)
                 .await
                 .expect("azurite");
-            let url = az.create_container("netstep-state").await;
+            let url = az.create_container(STATE_CONTAINER).await;
             (url, Some(az))
         } else {
             let p = dir.path().join("state");
@@ -138,6 +141,84 @@ impl Env {
     /// The Azurite instance, when the state lives there.
     pub fn azurite(&self) -> Option<&Azurite> {
         self.azurite.as_ref()
+    }
+
+    /// The names of every document in the state store (blobs, or files below the folder),
+    /// sorted: snapshots, records and lease blobs.
+    pub async fn state_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        match &self.azurite {
+            Some(az) => {
+                use futures::TryStreamExt;
+                let mut pager = az
+                    .container_client(STATE_CONTAINER)
+                    .list_blobs(None)
+                    .expect("list blobs");
+                while let Some(item) = pager.try_next().await.expect("list blobs page") {
+                    names.extend(item.name);
+                }
+            }
+            None => {
+                let root = self.dir.path().join("state");
+                let mut stack = vec![root.clone()];
+                while let Some(d) = stack.pop() {
+                    for e in std::fs::read_dir(&d).expect("state dir").flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stack.push(p);
+                        } else {
+                            let rel = p.strip_prefix(&root).expect("below the root");
+                            names.push(rel.to_string_lossy().into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    /// Reads a state document behind the store's back (`None` when absent).
+    pub async fn state_read(&self, name: &str) -> Option<Vec<u8>> {
+        match &self.azurite {
+            Some(az) => {
+                let r = az
+                    .blob_client(STATE_CONTAINER, name)
+                    .download(None)
+                    .await
+                    .ok()?;
+                Some(r.body.collect().await.expect("blob body").to_vec())
+            }
+            None => std::fs::read(self.dir.path().join("state").join(name)).ok(),
+        }
+    }
+
+    /// Writes (or, with `None`, deletes) a state document behind the store's back, as an
+    /// attacker or a corrupting disk would.
+    pub async fn state_write(&self, name: &str, bytes: Option<Vec<u8>>) {
+        match (&self.azurite, bytes) {
+            (Some(az), Some(b)) => {
+                az.blob_client(STATE_CONTAINER, name)
+                    .upload(azure_core::http::RequestContent::from(b), None)
+                    .await
+                    .expect("upload blob");
+            }
+            (Some(az), None) => {
+                az.blob_client(STATE_CONTAINER, name)
+                    .delete(None)
+                    .await
+                    .expect("delete blob");
+            }
+            (None, Some(b)) => {
+                let p = self.dir.path().join("state").join(name);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, b).expect("write state file");
+            }
+            (None, None) => {
+                std::fs::remove_file(self.dir.path().join("state").join(name))
+                    .expect("remove state file");
+            }
+        }
     }
 
     /// The GloboJava example intent.
@@ -277,6 +358,11 @@ impl StepCmd {
     pub fn intent(self, p: &Path) -> Self {
         let a = format!("--intent={}", p.display());
         self.arg(a)
+    }
+    /// `--state URL`, replacing the environment's store.
+    pub fn state(mut self, url: &str) -> Self {
+        self.args.retain(|a| !a.starts_with("--state="));
+        self.arg(format!("--state={url}"))
     }
     /// `--run-key KEY`.
     pub fn run_key(self, k: &str) -> Self {
