@@ -187,6 +187,8 @@ const STEP_OUTPUTS: &[(&str, &[&str])] = &[
 const RETRY_EXPRESSION: &str = r#"lastRetry.exitCode == "75" || lastRetry.status == "Error""#;
 
 const RUN_AS: i64 = 65532;
+/// The ServiceAccount of Argo's executor containers (templates/rbac).
+const EXECUTOR_SA: &str = "netstep-executor";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -678,6 +680,32 @@ fn check_step_template(doc: &Value, contract: &Contract) -> Vec<String> {
     }
     if !arr(csc, "/capabilities/add").is_empty() {
         err("container adds capabilities".into());
+    }
+    // No Kubernetes API token in the step container: Argo's executor reports outputs with the
+    // token of its own service account, mounted into its init/wait containers only.
+    if t.get("automountServiceAccountToken") != Some(&Value::Bool(false)) {
+        err(
+            "automountServiceAccountToken must be false (the step needs no Kubernetes token)"
+                .into(),
+        );
+    }
+    if s(t, "/executor/serviceAccountName") != Some(EXECUTOR_SA) {
+        err(format!(
+            "executor.serviceAccountName must be {EXECUTOR_SA} (the only identity with \
+             workflowtaskresults RBAC)"
+        ));
+    }
+    for extra in ["initContainers", "sidecars", "podSpecPatch"] {
+        if t.get(extra).is_some() {
+            err(format!("{extra} would run outside the hardened container"));
+        }
+    }
+    if pod.get("runAsUser").is_some_and(|u| u == 0) || csc.get("runAsUser").is_some_and(|u| u == 0)
+    {
+        err("runAsUser 0".into());
+    }
+    if csc.get("runAsNonRoot") == Some(&Value::Bool(false)) {
+        err("container runAsNonRoot false overrides the pod's".into());
     }
     let tmp_volume = arr(c, "/volumeMounts")
         .iter()
@@ -1243,6 +1271,210 @@ fn no_shell_anywhere() {
     fail_on(errs);
 }
 
+/// Pod-creating template kinds (anything else is a DAG/steps/suspend template).
+const POD_KINDS: [&str; 5] = ["container", "script", "containerSet", "resource", "data"];
+
+#[test]
+fn only_the_hardened_step_library_creates_pods() {
+    let repo = Repo::load();
+    let mut errs = Vec::new();
+    let mut pipelines = 0;
+    for d in &repo.docs {
+        let specs: Vec<&Value> = match d.kind() {
+            "Workflow" | "WorkflowTemplate" => vec![&d.value["spec"]],
+            "CronWorkflow" => vec![&d.value["spec"]["workflowSpec"]],
+            "Sensor" => arr(&d.value, "/spec/triggers")
+                .iter()
+                .filter_map(|t| t.pointer("/template/argoWorkflow/source/resource/spec"))
+                .collect(),
+            _ => continue,
+        };
+        let library = d.kind() == "WorkflowTemplate"
+            && d.file.starts_with("templates/")
+            && d.name().starts_with("step-");
+        for spec in specs {
+            if spec.get("podSpecPatch").is_some() {
+                errs.push(format!(
+                    "{}: podSpecPatch bypasses the hardening",
+                    d.label()
+                ));
+            }
+            for t in arr(spec, "/templates") {
+                let kind = POD_KINDS.iter().find(|k| t.get(**k).is_some());
+                if let Some(kind) = kind
+                    && !library
+                {
+                    errs.push(format!(
+                        "{}: template {} creates a pod ({kind}) outside the step library",
+                        d.label(),
+                        t["name"]
+                    ));
+                }
+            }
+            // Workflow-level defaults of the pipelines: hardened too (defence in depth).
+            if spec.get("serviceAccountName").is_some() {
+                pipelines += 1;
+                let sc = &spec["securityContext"];
+                if sc["runAsNonRoot"] != true
+                    || sc["runAsUser"] != RUN_AS
+                    || s(sc, "/seccompProfile/type") != Some("RuntimeDefault")
+                {
+                    errs.push(format!(
+                        "{}: spec.securityContext must be non-root {RUN_AS} with RuntimeDefault seccomp",
+                        d.label()
+                    ));
+                }
+                if spec.get("automountServiceAccountToken") != Some(&Value::Bool(false))
+                    || s(spec, "/executor/serviceAccountName") != Some(EXECUTOR_SA)
+                {
+                    errs.push(format!(
+                        "{}: spec must set automountServiceAccountToken: false and \
+                         executor.serviceAccountName: {EXECUTOR_SA}",
+                        d.label()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        pipelines >= 3,
+        "only {pipelines} pipelines with pod defaults"
+    );
+    fail_on(errs);
+}
+
+#[test]
+fn kubernetes_rbac_is_the_executors_alone() {
+    let repo = Repo::load();
+    let mut errs = Vec::new();
+    let step_sas = [
+        "netstep-infra-writer",
+        "netstep-firewall-writer",
+        "netstep-verifier",
+    ];
+    match repo
+        .docs
+        .iter()
+        .find(|d| d.kind() == "ServiceAccount" && d.name() == EXECUTOR_SA)
+    {
+        None => errs.push(format!("ServiceAccount {EXECUTOR_SA} missing")),
+        Some(d) => {
+            if d.value
+                .pointer("/metadata/annotations/azure.workload.identity~1client-id")
+                .is_some()
+            {
+                errs.push(format!(
+                    "{EXECUTOR_SA} must not be federated with an Azure identity"
+                ));
+            }
+        }
+    }
+    for d in repo
+        .docs
+        .iter()
+        .filter(|d| d.kind() == "Role" || d.kind() == "ClusterRole")
+    {
+        if d.name() != EXECUTOR_SA {
+            continue;
+        }
+        let rules = arr(&d.value, "/rules");
+        let ok = rules.len() == 1
+            && arr(&rules[0], "/resources") == [Value::from("workflowtaskresults")]
+            && arr(&rules[0], "/verbs")
+                .iter()
+                .all(|v| v == "create" || v == "patch");
+        if !ok {
+            errs.push(format!(
+                "Role {EXECUTOR_SA}: only create/patch workflowtaskresults, got {rules:?}"
+            ));
+        }
+    }
+    for d in repo
+        .docs
+        .iter()
+        .filter(|d| d.kind() == "RoleBinding" || d.kind() == "ClusterRoleBinding")
+    {
+        for sub in arr(&d.value, "/subjects") {
+            let n = s(sub, "/name").unwrap_or("");
+            if step_sas.contains(&n) {
+                errs.push(format!(
+                    "{}: step identity {n} bound to Kubernetes RBAC (the steps need none)",
+                    d.label()
+                ));
+            }
+        }
+        if d.name() == EXECUTOR_SA {
+            let subjects: Vec<&str> = arr(&d.value, "/subjects")
+                .iter()
+                .filter_map(|x| s(x, "/name"))
+                .collect();
+            if subjects != [EXECUTOR_SA] {
+                errs.push(format!(
+                    "RoleBinding {EXECUTOR_SA} binds {subjects:?}, expected only {EXECUTOR_SA}"
+                ));
+            }
+        }
+    }
+    fail_on(errs);
+}
+
+#[test]
+fn the_image_holds_only_the_binary_and_the_ca_bundle() {
+    let dockerfile = read(&root().join("images/Dockerfile"));
+    let mut errs = Vec::new();
+    let mut copied = BTreeSet::new();
+    for l in dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let word = l
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        match word.as_str() {
+            "FROM" if l != "FROM scratch" => errs.push(format!("{l}: only FROM scratch")),
+            "ADD" => errs.push(format!("{l}: ADD can fetch and unpack; use COPY")),
+            "COPY" => {
+                let parts: Vec<&str> = l.split_whitespace().skip(1).collect();
+                if parts.iter().any(|p| p.starts_with("--")) {
+                    errs.push(format!(
+                        "{l}: no COPY flags (--from would pull in another image)"
+                    ));
+                }
+                if let [src, dst] = parts.as_slice() {
+                    copied.insert(((*src).to_string(), (*dst).to_string()));
+                } else {
+                    errs.push(format!("{l}: COPY one source to one destination"));
+                }
+            }
+            "VOLUME" | "EXPOSE" | "HEALTHCHECK" | "ONBUILD" => {
+                errs.push(format!("{l}: not expected in a step image"))
+            }
+            _ => {}
+        }
+    }
+    let want: BTreeSet<(String, String)> = [
+        ("ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"),
+        ("step", "/step"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    if copied != want {
+        errs.push(format!(
+            "images/Dockerfile copies {copied:?}; only the binary and the CA bundle belong in \
+             the image (no shell, no busybox)"
+        ));
+    }
+    let smoke = read(&root().join("images/ci-smoke"));
+    if !smoke.contains("--entrypoint /bin/sh") {
+        errs.push("images/ci-smoke must prove the image has no /bin/sh".into());
+    }
+    fail_on(errs);
+}
+
 #[test]
 fn workflows_resolve_against_the_step_library() {
     let repo = Repo::load();
@@ -1624,6 +1856,32 @@ fn the_template_check_catches_each_violation() {
             Box::new(|d| {
                 d["spec"]["templates"][0]["container"]["args"][0] =
                     "--state={{inputs.parameters.nope}}".into()
+            }),
+        ),
+        (
+            "automountServiceAccountToken",
+            Box::new(|d| d["spec"]["templates"][0]["automountServiceAccountToken"] = true.into()),
+        ),
+        (
+            "executor.serviceAccountName",
+            Box::new(|d| {
+                d["spec"]["templates"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("executor");
+            }),
+        ),
+        (
+            "initContainers",
+            Box::new(|d| {
+                d["spec"]["templates"][0]["initContainers"] =
+                    serde_json::json!([{"name": "x", "image": "busybox"}])
+            }),
+        ),
+        (
+            "runAsUser 0",
+            Box::new(|d| {
+                d["spec"]["templates"][0]["container"]["securityContext"]["runAsUser"] = 0.into()
             }),
         ),
         (
