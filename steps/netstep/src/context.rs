@@ -51,8 +51,18 @@ pub const LOCK_TTL_ENV: &str = "NETSTEP_LOCK_TTL_S";
 /// A duration in whole seconds from `name`, `default` when unset or empty; a value that is not
 /// an integer in `min..=max` is a usage error (exit 2).
 fn env_secs(name: &str, default: Duration, min: u64, max: u64) -> Result<Duration> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+    parse_secs(name, std::env::var(name).ok(), default, min, max)
+}
+
+fn parse_secs(
+    name: &str,
+    value: Option<String>,
+    default: Duration,
+    min: u64,
+    max: u64,
+) -> Result<Duration> {
+    match value {
+        Some(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(Duration::from_secs(n)),
             _ => Err(Error::Usage(format!(
                 "{name}={v:?}: expected whole seconds between {min} and {max}"
@@ -197,13 +207,13 @@ impl StepContext {
         };
         let wait = env_secs(LOCK_WAIT_ENV, LOCK_WAIT, 0, 86_400)?;
         let ttl = env_secs(LOCK_TTL_ENV, LOCK_TTL, 1, 3_600)?;
-        // " run <key> " is what the exit handler matches (`verify --outcome`); keep it.
+        // " run <key> pid " is what the exit handler matches (`verify --outcome`); keep it.
         let holder = format!(
-            "{} run {} host {} pid {}",
+            "{} run {} pid {} host {}",
             self.step,
             self.run_key,
-            host_name(),
-            std::process::id()
+            std::process::id(),
+            host_name()
         );
         Ok(Some(store.acquire_lock(name, &holder, ttl, wait).await?))
     }
@@ -422,7 +432,24 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
 
 #[cfg(test)]
 mod tests {
-    use super::{lock_name, parse_group_ids};
+    use super::{lock_name, parse_group_ids, parse_secs};
+    use std::time::Duration;
+
+    #[test]
+    fn lock_settings_are_whole_seconds_in_range() {
+        let d = Duration::from_secs(600);
+        assert_eq!(parse_secs("W", None, d, 0, 10).unwrap(), d);
+        assert_eq!(parse_secs("W", Some(" ".into()), d, 0, 10).unwrap(), d);
+        assert_eq!(
+            parse_secs("W", Some(" 7 ".into()), d, 0, 10).unwrap(),
+            Duration::from_secs(7)
+        );
+        for bad in ["-1", "1.5", "11", "ten"] {
+            let e = parse_secs("NETSTEP_LOCK_WAIT_S", Some(bad.into()), d, 0, 10).unwrap_err();
+            assert_eq!(e.exit_status(), crate::error::ExitStatus::InvalidInput);
+            assert!(e.to_string().contains("NETSTEP_LOCK_WAIT_S"), "{e}");
+        }
+    }
 
     #[test]
     fn group_ids_output_is_a_name_to_id_object() {

@@ -250,7 +250,7 @@ async fn the_loser_exits_75_naming_the_holder_then_queues_behind_it() {
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let host = std::env::var("HOSTNAME").unwrap_or(host);
-    let holder = format!("held by {first} run conc-a host {host} pid {a_pid} since ");
+    let holder = format!("held by {first} run conc-a pid {a_pid} host {host} since ");
     let msg = b
         .stderr
         .lines()
@@ -538,7 +538,7 @@ async fn a_killed_holders_lease_expires_and_the_next_run_takes_over() {
     assert!(
         quick
             .stderr
-            .contains(&format!("held by {first} run killed-1 host ")),
+            .contains(&format!("held by {first} run killed-1 pid ")),
         "{}",
         quick.stderr
     );
