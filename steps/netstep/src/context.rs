@@ -215,7 +215,10 @@ impl StepContext {
             std::process::id(),
             host_name()
         );
-        Ok(Some(store.acquire_lock(name, &holder, ttl, wait).await?))
+        let guard = store.acquire_lock(name, &holder, ttl, wait).await?;
+        // From here on every ARM write first checks that the lease is still ours.
+        self.arm.set_write_gate(Some(guard.write_gate()));
+        Ok(Some(guard))
     }
 
     /// Writes the step record (last, after the Azure work) and the Argo outputs.

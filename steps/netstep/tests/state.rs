@@ -528,6 +528,13 @@ async fn lease_loss_is_reported(fx: Fx) {
         e.to_string().contains("lease on network net-x was lost"),
         "{e}"
     );
+    // The write gate the step context hands the ARM client closes with it.
+    let why = g
+        .write_gate()
+        .problem()
+        .expect("gate closed once the lease is lost");
+    assert!(why.contains("network net-x is no longer held"), "{why}");
+    assert!(thief.write_gate().problem().is_none());
     expect_err(g.release().await, StateErrorKind::LockLost);
     // The new holder is unaffected.
     thief.check().unwrap();

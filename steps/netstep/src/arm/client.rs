@@ -365,6 +365,7 @@ impl ClientBuilder {
                 user_agent,
                 recorder,
                 counters: AtomicCounters::default(),
+                gate: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -390,6 +391,32 @@ struct Inner {
     user_agent: HeaderValue,
     recorder: Option<Recorder>,
     counters: AtomicCounters,
+    gate: std::sync::RwLock<Option<WriteGate>>,
+}
+
+/// A check run before every attempt of a mutating request (PUT, PATCH, DELETE, action POST):
+/// `Some(reason)` stops the request before it is sent. The step context installs one that
+/// reports a lost or expired network lease, so a step that lost its lease (another run may now
+/// hold it) never writes again; the error is a [`ArmErrorKind::Conflict`] (exit 75: the rerun
+/// queues for the lease and re-reads).
+#[derive(Clone)]
+pub struct WriteGate(Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl WriteGate {
+    /// A gate from a closure returning why writing must stop, if it must.
+    pub fn new(f: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        WriteGate(Arc::new(f))
+    }
+    /// Why writing must stop now, if it must.
+    pub fn problem(&self) -> Option<String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGate")
+    }
 }
 
 /// One logical request (retried as a whole).
@@ -402,6 +429,8 @@ struct Req<'a> {
     headers: Vec<(HeaderName, HeaderValue)>,
     idempotent: bool,
     poll: bool,
+    /// Mutates Azure: checked against the write gate before every attempt.
+    mutates: bool,
 }
 
 /// A response with its body read.
@@ -498,6 +527,19 @@ impl ArmClient {
     /// The token scope in use.
     pub fn scope(&self) -> &str {
         &self.inner.scope
+    }
+
+    /// Installs (or with `None` removes) the [`WriteGate`] checked before every mutating
+    /// request of this client and all its clones.
+    pub fn set_write_gate(&self, gate: Option<WriteGate>) {
+        if let Ok(mut g) = self.inner.gate.write() {
+            *g = gate;
+        }
+    }
+
+    fn gate_problem(&self) -> Option<String> {
+        let gate = self.inner.gate.read().ok()?.clone()?;
+        gate.problem()
     }
 
     /// Requests sent so far by this client and its clones.
@@ -680,6 +722,7 @@ impl ArmClient {
             );
             // List actions only read: resending them is harmless.
             req.idempotent = true;
+            req.mutates = false;
             let r = self.send(req).await?;
             let page = r.json("POST", resource)?.unwrap_or(Value::Null);
             items.extend(Self::page_values("POST", resource, &page)?);
@@ -803,6 +846,8 @@ impl ArmClient {
         // PUT, GET, PATCH and DELETE are idempotent in ARM; a POST action is not unless the
         // caller says so (post_list, PostOptions::idempotent).
         let idempotent = method != Method::POST;
+        // GETs only read; a `list*` action POST clears this itself (post_list).
+        let mutates = method != Method::GET;
         Req {
             method,
             url,
@@ -811,6 +856,7 @@ impl ArmClient {
             headers: Vec::new(),
             idempotent,
             poll: false,
+            mutates,
         }
     }
 
@@ -929,6 +975,16 @@ impl ArmClient {
         loop {
             attempt += 1;
             inner.throttle.acquire(class).await;
+            if req.mutates && !req.poll {
+                if let Some(why) = self.gate_problem() {
+                    return Err(ArmError::new(
+                        ArmErrorKind::Conflict,
+                        method,
+                        req.resource,
+                        format!("not sent: {why}"),
+                    ));
+                }
+            }
             let c = &inner.counters;
             if req.poll {
                 bump(&c.polls);

@@ -42,7 +42,7 @@ pub mod throttle;
 
 pub use client::{
     ArmClient, ClientBuilder, Counters, DeleteOptions, LroConfig, PostOptions, PutOptions,
-    ReadOptions,
+    ReadOptions, WriteGate,
 };
 pub use credential::{Credential, PUBLIC_SCOPE, scope_for};
 pub use error::{ArmError, ArmErrorKind, parse_error_body};

@@ -158,8 +158,9 @@ enum Held {
 /// Call [`LockGuard::release`] when done; dropping the guard stops renewal and releases on a
 /// best-effort background task (if a tokio runtime is still running). If the process dies the
 /// lease expires on its own (blob: after at most the lease duration; file: after the ttl).
-/// Long operations should call [`LockGuard::check`] before each write: it fails once renewal
-/// has failed and another process may hold the lease.
+/// [`LockGuard::write_gate`] (installed into the ARM client by the step context) stops every
+/// ARM write once the lease is lost; [`LockGuard::check`] is the same test for other work. Both
+/// fail once renewal has failed and another process may hold the lease.
 pub struct LockGuard {
     name: String,
     path: String,
@@ -199,6 +200,18 @@ impl LockGuard {
             Some(why) => Err(lost_error(&self.name, &self.path, &why)),
             None => Ok(()),
         }
+    }
+
+    /// A [`crate::arm::WriteGate`] that stops every ARM write once this lease is lost or may
+    /// have expired (renewal rejected or overdue), naming the lease.
+    pub fn write_gate(&self) -> crate::arm::WriteGate {
+        let shared = Arc::clone(&self.shared);
+        let name = self.name.clone();
+        crate::arm::WriteGate::new(move || {
+            shared
+                .problem()
+                .map(|why| format!("the lease on network {name} is no longer held: {why}"))
+        })
     }
 
     /// Stops renewal and releases the lease (if it is still ours). Fails with `LockLost` if the
