@@ -975,15 +975,16 @@ impl ArmClient {
         loop {
             attempt += 1;
             inner.throttle.acquire(class).await;
-            if req.mutates && !req.poll {
-                if let Some(why) = self.gate_problem() {
-                    return Err(ArmError::new(
-                        ArmErrorKind::Conflict,
-                        method,
-                        req.resource,
-                        format!("not sent: {why}"),
-                    ));
-                }
+            if let Some(why) = (req.mutates && !req.poll)
+                .then(|| self.gate_problem())
+                .flatten()
+            {
+                return Err(ArmError::new(
+                    ArmErrorKind::Conflict,
+                    method,
+                    req.resource,
+                    format!("not sent: {why}"),
+                ));
             }
             let c = &inner.counters;
             if req.poll {
