@@ -285,7 +285,7 @@ pub fn peering_sync(intent: &Intent, w: &World) -> Check {
         };
         for (name, level) in &a.stale_peerings {
             d.push(Difference::new(
-                &format!("{}/virtualNetworkPeerings/{name}", v.id),
+                format!("{}/virtualNetworkPeerings/{name}", v.id),
                 "properties.peeringSyncLevel",
                 "FullyInSync",
                 level.as_str(),

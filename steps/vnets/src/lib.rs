@@ -75,12 +75,7 @@ pub struct Args {
 
     /// How long to wait for firewalls to provision (seconds) before giving up with exit 75
     /// (the operation continues in Azure; a rerun picks it up).
-    #[arg(
-        long,
-        env = "NETSTEP_FIREWALL_TIMEOUT_SECS",
-        default_value_t = 1800,
-        value_name = "SECS"
-    )]
+    #[arg(long, env = "NETSTEP_FIREWALL_TIMEOUT_SECS", default_value_t = 1800)]
     pub firewall_timeout_secs: u64,
 }
 
