@@ -147,13 +147,14 @@ async fn converge(ctx: &StepContext, prune: bool, fw_timeout: Duration) -> Resul
         "vnet_writes": work.vnets.len(),
         "public_ip_writes": work.public_ips.len(),
         "firewall_writes": work.firewalls.len(),
+        "firewalls_waited": work.firewalls_pending.len(),
         "resync_vnets": work.resync.len(),
         "prune": prune,
     });
     if !ctx.apply() {
         return Ok((work, extra));
     }
-    if work.writes() == 0 && work.resync.is_empty() {
+    if work.writes() == 0 && work.resync.is_empty() && work.firewalls_pending.is_empty() {
         info!("nothing to write: Azure matches the intent");
         return Ok((work, extra));
     }
@@ -161,7 +162,18 @@ async fn converge(ctx: &StepContext, prune: bool, fw_timeout: Duration) -> Resul
     put_all(arm, &work.vnets).await?;
     put_all(arm, &work.public_ips).await?;
     let poll = env_ms("NETSTEP_LRO_POLL_MS").map_or(POLL, Duration::from_millis);
-    put_firewalls(arm, &work.firewalls, poll, fw_timeout).await?;
+    let progress = env_ms("NETSTEP_PROGRESS_MS").map_or(PROGRESS_EVERY, Duration::from_millis);
+    put_firewalls(
+        arm,
+        &work.firewalls,
+        &work.firewalls_pending,
+        Wait {
+            poll,
+            progress,
+            timeout: fw_timeout,
+        },
+    )
+    .await?;
     let mut resynced = 0;
     for vnet in &work.resync {
         resynced += resync_peerings(arm, vnet, poll).await?;
@@ -262,25 +274,43 @@ async fn put_all(arm: &ArmClient, puts: &[Put]) -> Result<()> {
     Ok(())
 }
 
-/// Firewalls: every PUT is sent without waiting, then all are polled together until each
-/// reports a terminal provisioning state, with a progress line every [`PROGRESS_EVERY`] and
-/// `timeout` overall (exit 75: the operations continue in Azure and a rerun picks them up).
+/// How firewalls are waited for.
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    poll: Duration,
+    progress: Duration,
+    timeout: Duration,
+}
+
+/// Firewalls: every PUT is sent without waiting on each, then all (with those an earlier run
+/// left provisioning) are polled together until each reports a terminal provisioning state,
+/// with a progress line every `progress` ([`PROGRESS_EVERY`]) and `timeout` overall (exit 75:
+/// the operations continue in Azure and a rerun waits for them without writing again).
 async fn put_firewalls(
     arm: &ArmClient,
     puts: &[Put],
-    poll: Duration,
-    timeout: Duration,
+    already: &[String],
+    wait: Wait,
 ) -> Result<()> {
-    if puts.is_empty() {
+    if puts.is_empty() && already.is_empty() {
         return Ok(());
     }
     for p in puts {
         info!(resource = %p.id, create = p.create, "writing firewall (long-running)");
         arm.put_with(&p.id, &p.body, &put_options(p, false)).await?;
     }
+    let Wait {
+        poll,
+        progress,
+        timeout,
+    } = wait;
     let started = Instant::now();
     let mut last_progress = Instant::now();
-    let mut pending: Vec<&str> = puts.iter().map(|p| p.id.as_str()).collect();
+    let mut pending: Vec<&str> = puts
+        .iter()
+        .map(|p| p.id.as_str())
+        .chain(already.iter().map(String::as_str))
+        .collect();
     loop {
         let mut still = Vec::new();
         for id in &pending {
@@ -308,7 +338,7 @@ async fn put_firewalls(
         if still.is_empty() {
             return Ok(());
         }
-        if last_progress.elapsed() >= PROGRESS_EVERY {
+        if last_progress.elapsed() >= progress {
             for (id, state) in &still {
                 info!(resource = %id, elapsed_s = started.elapsed().as_secs(), provisioning_state = %state, "waiting for firewall");
             }

@@ -57,6 +57,9 @@ pub struct Work {
     pub public_ips: Vec<Put>,
     /// Firewall PUTs.
     pub firewalls: Vec<Put>,
+    /// Firewalls that match the intent but are still provisioning (an earlier run's operation,
+    /// e.g. after a timeout): apply waits for them without writing.
+    pub firewalls_pending: Vec<String>,
     /// VNets whose peerings must be resynced and verified in sync afterwards.
     pub resync: Vec<String>,
     /// What the intent asks that the estate makes impossible (exit 2, nothing written).
@@ -523,9 +526,28 @@ fn plan_firewall(
             });
         }
         Some(read) => {
-            let gaps = bodies::firewall_gaps(read, &spec);
+            let mut gaps = bodies::firewall_gaps(read, &spec);
+            let state = read["properties"]["provisioningState"]
+                .as_str()
+                .unwrap_or("Succeeded");
             if gaps.is_empty() {
-                return;
+                match state {
+                    "Succeeded" => return,
+                    // A failed firewall is repaired by PUTting it again as it should be.
+                    "Failed" | "Canceled" => gaps.push((
+                        "properties.provisioningState".into(),
+                        json!(state),
+                        json!("Succeeded"),
+                    )),
+                    _ => {
+                        w.plan.notes.push(format!(
+                            "{}: still provisioning ({state}); apply waits for it",
+                            fw.name
+                        ));
+                        w.firewalls_pending.push(fw_id);
+                        return;
+                    }
+                }
             }
             w.plan.changes.push(ResourceChange {
                 action: Action::Update,

@@ -534,3 +534,62 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_firewall_times_out_with_75_and_the_rerun_waits_for_it_without_writing() {
+    let env = Env::start(empty_world()).await;
+    let intent = write_intent(&env, "intent-managed.yaml", &managed_intent());
+    // One firewall takes 5 x (10 x lro_delay + 1 s) = 7.5 s to provision.
+    let (status, _) = env
+        .sim_post(
+            "faults",
+            &json!({"match": {"method": "PUT", "path_contains": "azureFirewalls/afw-hub-eastus"},
+                    "kind": "slow-lro", "count": 1}),
+        )
+        .await;
+    assert!(status < 300);
+    let out = env
+        .step("vnets")
+        .intent(&intent)
+        .run_key("slow-1")
+        .apply()
+        .arg("--firewall-timeout-secs=2")
+        .env("NETSTEP_PROGRESS_MS", "500")
+        .run()
+        .await;
+    assert_eq!(out.code, 75, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("waiting for firewall"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("provisioning_state"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("still provisioning after 2 s"),
+        "{}",
+        out.stderr
+    );
+    // The retry finds the firewall as intended but still provisioning: it waits, no write.
+    env.reset_stats().await;
+    let out = env
+        .step("vnets")
+        .intent(&intent)
+        .run_key("slow-2")
+        .apply()
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("afw-hub-eastus: still provisioning (Updating); apply waits for it"),
+        "{}",
+        out.stdout
+    );
+    assert!(writes(&env.stats().await).is_empty());
+    let fw = get(
+        &env,
+        &net_id("rg-globojava-connectivity", "azureFirewalls/afw-hub-eastus"),
+    )
+    .await;
+    assert_eq!(fw["properties"]["provisioningState"], "Succeeded");
+}
