@@ -55,7 +55,11 @@ fn figures(label: &str, stats: &Value) {
 }
 
 async fn pipeline(env: &Env, intent: &Path, key: &str, traffic: Option<&Path>) {
-    for step in STEPS {
+    steps(env, &STEPS, intent, key, traffic).await;
+}
+
+async fn steps(env: &Env, which: &[&str], intent: &Path, key: &str, traffic: Option<&Path>) {
+    for &step in which {
         let mut cmd = env.step(step).intent(intent).run_key(key).apply();
         if let Some(t) = traffic {
             cmd = cmd.arg(format!("--record-traffic={}", t.join(step).display()));
@@ -119,8 +123,20 @@ async fn globojava_from_scratch_then_noop_then_cidr_added_with_peering_resync() 
     let intent = write_intent(&env, "intent-managed.yaml", &managed_intent());
     let traffic = env.dir.path().join("traffic");
 
-    // 1. From an empty subscription.
-    pipeline(&env, &intent, "scratch", Some(&traffic)).await;
+    // 1. From an empty subscription: vnets (its own figures), then the rest of the pipeline.
+    assert_eq!(STEPS[0], "vnets", "vnets runs first");
+    steps(&env, &STEPS[..1], &intent, "scratch", Some(&traffic)).await;
+    let vnets1 = env.stats().await;
+    figures("vnets from scratch", &vnets1);
+    assert_eq!(
+        writes(&vnets1),
+        [
+            ("PUT azureFirewalls".to_string(), 7),
+            ("PUT publicIPAddresses".to_string(), 7),
+            ("PUT virtualNetworks".to_string(), 21)
+        ]
+    );
+    steps(&env, &STEPS[1..], &intent, "scratch", Some(&traffic)).await;
     let run1 = env.stats().await;
     figures(
         "from scratch (whole infra pipeline + fw-policy + verify)",
@@ -177,7 +193,9 @@ async fn globojava_from_scratch_then_noop_then_cidr_added_with_peering_resync() 
 
     // 2. Re-run of the unchanged intent: zero writes.
     env.reset_stats().await;
-    pipeline(&env, &intent, "noop", None).await;
+    steps(&env, &STEPS[..1], &intent, "noop", None).await;
+    figures("vnets no-op re-run", &env.stats().await);
+    steps(&env, &STEPS[1..], &intent, "noop", None).await;
     let run2 = env.stats().await;
     figures("no-op re-run", &run2);
     assert!(writes(&run2).is_empty(), "{:?}", writes(&run2));
