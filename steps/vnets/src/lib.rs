@@ -283,7 +283,7 @@ struct Wait {
 }
 
 /// Firewalls: every PUT is sent without waiting on each, then all (with those an earlier run
-/// left provisioning) are polled together until each reports a terminal provisioning state,
+/// left provisioning) are polled together (one list per resource group and round) until each reports a terminal provisioning state,
 /// with a progress line every `progress` ([`PROGRESS_EVERY`]) and `timeout` overall (exit 75:
 /// the operations continue in Azure and a rerun waits for them without writing again).
 async fn put_firewalls(
@@ -312,14 +312,31 @@ async fn put_firewalls(
         .chain(already.iter().map(String::as_str))
         .collect();
     loop {
+        // One list per resource group and round (not a GET per firewall).
+        let mut states: BTreeMap<String, String> = BTreeMap::new();
+        let lists: BTreeSet<String> = pending
+            .iter()
+            .filter_map(|id| {
+                let i = id.to_ascii_lowercase().rfind("/azurefirewalls/")?;
+                Some(format!("{}/azureFirewalls", &id[..i]))
+            })
+            .collect();
+        for path in &lists {
+            for f in arm.list(path).await? {
+                if let (Some(id), Some(st)) = (
+                    f["id"].as_str(),
+                    f["properties"]["provisioningState"].as_str(),
+                ) {
+                    states.insert(lc(id), st.to_string());
+                }
+            }
+        }
         let mut still = Vec::new();
         for id in &pending {
-            let fw = arm.get(id).await?;
-            let state = fw
-                .as_ref()
-                .and_then(|f| f["properties"]["provisioningState"].as_str())
-                .unwrap_or("NotFound")
-                .to_string();
+            let state = states
+                .get(&lc(id))
+                .cloned()
+                .unwrap_or_else(|| "NotFound".to_string());
             match state.as_str() {
                 "Succeeded" => {
                     info!(resource = %id, elapsed_s = started.elapsed().as_secs(), "firewall provisioned")
