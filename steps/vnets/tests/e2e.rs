@@ -611,3 +611,117 @@ async fn a_slow_firewall_times_out_with_75_and_the_rerun_waits_for_it_without_wr
     .await;
     assert_eq!(fw["properties"]["provisioningState"], "Succeeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_reports_managed_vnet_drift_and_stale_peerings_and_vnets_repairs_them() {
+    let env = Env::start(empty_world()).await;
+    let intent = write_intent(&env, "intent-managed.yaml", &managed_intent());
+    let out = env
+        .step("vnets")
+        .intent(&intent)
+        .run_key("base")
+        .apply()
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Someone peers vnet-shared with vnet-nonprod-eastus, then changes vnet-shared's space
+    // outside netstep and never syncs: nonprod's peering is stale. Someone also drops the
+    // DNS servers of vnet-prod-eastus.
+    let shared = net_id("rg-globojava-spokes", "virtualNetworks/vnet-shared");
+    let nonprod = net_id("rg-globojava-spokes", "virtualNetworks/vnet-nonprod-eastus");
+    let prod = net_id("rg-globojava-spokes", "virtualNetworks/vnet-prod-eastus");
+    let space = |p: &str| json!({"location": "eastus", "properties": {"addressSpace": {"addressPrefixes": [p]}}});
+    arm(&env, reqwest::Method::PUT, &shared, &space("10.200.0.0/16")).await;
+    let peering = |remote: &str| json!({"properties": {"remoteVirtualNetwork": {"id": remote}}});
+    arm(
+        &env,
+        reqwest::Method::PUT,
+        &format!("{nonprod}/virtualNetworkPeerings/peer-shared"),
+        &peering(&shared),
+    )
+    .await;
+    arm(
+        &env,
+        reqwest::Method::PUT,
+        &format!("{shared}/virtualNetworkPeerings/peer-nonprod"),
+        &peering(&nonprod),
+    )
+    .await;
+    let mut grown = get(&env, &shared).await;
+    grown["properties"]["addressSpace"]["addressPrefixes"] =
+        json!(["10.200.0.0/16", "10.201.0.0/16"]);
+    for k in ["etag", "id", "name", "type"] {
+        grown.as_object_mut().unwrap().remove(k);
+    }
+    arm(&env, reqwest::Method::PUT, &shared, &grown).await;
+    let mut p = get(&env, &prod).await;
+    p["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dhcpOptions");
+    let (status, _) = env
+        .sim_post("drift", &json!({"op": "put", "resource": p}))
+        .await;
+    assert!(status < 300);
+
+    let report = env
+        .step("verify")
+        .intent(&intent)
+        .run_key("check-1")
+        .arg("--only=groups")
+        .run()
+        .await;
+    assert_eq!(report.code, 3, "{}\n{}", report.stdout, report.stderr);
+    for needle in [
+        "✗ peering-sync",
+        "vnet-nonprod-eastus/virtualNetworkPeerings/peer-shared properties.peeringSyncLevel: expected \"FullyInSync\", actual \"LocalNotInSync\"",
+        "✗ managed-vnets",
+        "vnet-prod-eastus properties.dhcpOptions.dnsServers: expected [\"10.1.0.4\"], actual []",
+        "✓ managed-firewalls (7 checked)",
+    ] {
+        assert!(
+            report.stdout.contains(needle),
+            "{needle}:\n{}",
+            report.stdout
+        );
+    }
+
+    // vnets repairs both: one VNet PUT (DNS servers) and the stale peering synced on the
+    // managed side; nothing else.
+    env.reset_stats().await;
+    let out = env
+        .step("vnets")
+        .intent(&intent)
+        .run_key("repair")
+        .apply()
+        .run()
+        .await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("peerings out of sync"),
+        "{}",
+        out.stdout
+    );
+    let stats = env.stats().await;
+    assert_eq!(
+        writes(&stats),
+        [
+            ("PUT virtualNetworkPeerings".to_string(), 1),
+            ("PUT virtualNetworks".to_string(), 1)
+        ]
+    );
+    let report = env
+        .step("verify")
+        .intent(&intent)
+        .run_key("check-2")
+        .arg("--only=groups")
+        .run()
+        .await;
+    for needle in ["✓ peering-sync", "✓ managed-vnets", "✓ managed-firewalls"] {
+        assert!(
+            report.stdout.contains(needle),
+            "{needle}:\n{}",
+            report.stdout
+        );
+    }
+}
