@@ -45,6 +45,8 @@ pub struct World {
     pub rule_collection_groups: BTreeMap<String, Value>,
     /// Azure firewalls by lower-cased id.
     pub firewalls: BTreeMap<String, Value>,
+    /// Public IPs of the managed firewalls' resource groups, by lower-cased id.
+    pub public_ips: BTreeMap<String, Value>,
     /// DNS zones by lower-cased id (None: absent).
     pub dns_zones: BTreeMap<String, Option<Value>>,
     /// Links per lower-cased zone id, by lower-cased link name.
@@ -236,6 +238,126 @@ pub fn vnets(intent: &Intent, w: &World) -> Check {
         }
     }
     Check::new("vnets", "groups", all.len(), d)
+}
+
+/// `managed-vnets`: every managed VNet has the declared subnets (name, prefix) and DNS servers
+/// (address space and location are checked by `vnets` for every VNet).
+pub fn managed_vnets(intent: &Intent, w: &World) -> Check {
+    let mut d = Vec::new();
+    let mut n = 0;
+    for v in intent.vnets().iter().filter(|v| v.managed) {
+        n += 1;
+        let Some(a) = w.vnets.get(&lc(&v.id)) else {
+            d.push(Difference::missing(&v.id));
+            continue;
+        };
+        for s in v.subnets {
+            let have = a.subnets.get(&lc(&s.name)).map(|(_, p)| p.as_str());
+            if have != Some(s.prefix.as_str()) {
+                d.push(Difference::new(
+                    &v.id,
+                    format!("properties.subnets[{}].properties.addressPrefix", s.name),
+                    s.prefix.as_str(),
+                    have.map_or(Value::Null, Value::from),
+                ));
+            }
+        }
+        if a.dns_servers != v.dns_servers {
+            d.push(Difference::new(
+                &v.id,
+                "properties.dhcpOptions.dnsServers",
+                json!(v.dns_servers),
+                json!(a.dns_servers),
+            ));
+        }
+    }
+    Check::new("managed-vnets", "groups", n, d)
+}
+
+/// `peering-sync`: no peering of a declared VNet is out of sync with its remote address space
+/// (after an address-space change the peering must be synced: `syncRemoteAddressSpace`).
+pub fn peering_sync(intent: &Intent, w: &World) -> Check {
+    let all = intent.vnets();
+    let mut d = Vec::new();
+    for v in &all {
+        let Some(a) = w.vnets.get(&lc(&v.id)) else {
+            continue;
+        };
+        for (name, level) in &a.stale_peerings {
+            d.push(Difference::new(
+                format!("{}/virtualNetworkPeerings/{name}", v.id),
+                "properties.peeringSyncLevel",
+                "FullyInSync",
+                level.as_str(),
+            ));
+        }
+    }
+    Check::new("peering-sync", "groups", all.len(), d)
+}
+
+/// `managed-firewalls`: every managed hub firewall exists, is `Succeeded`, sits in its hub's
+/// `AzureFirewallSubnet` and has its public IP attached (which exists).
+pub fn managed_firewalls(intent: &Intent, w: &World) -> Option<Check> {
+    let mut d = Vec::new();
+    let mut n = 0;
+    for v in intent.vnets() {
+        let Some(fw) = v.firewall.filter(|f| f.managed) else {
+            continue;
+        };
+        n += 1;
+        let id = netstep::resources::network_id(
+            &fw.subscription,
+            &fw.resource_group,
+            &format!("azureFirewalls/{}", fw.name),
+        );
+        let pip_name = fw
+            .public_ip
+            .clone()
+            .unwrap_or_else(|| format!("pip-{}", fw.name));
+        let pip = netstep::resources::network_id(
+            &fw.subscription,
+            &fw.resource_group,
+            &format!("publicIPAddresses/{pip_name}"),
+        );
+        let Some(a) = w.firewalls.get(&lc(&id)) else {
+            d.push(Difference::missing(&id));
+            continue;
+        };
+        let state = str_at(a, "/properties/provisioningState");
+        if state != "Succeeded" {
+            d.push(Difference::new(
+                &id,
+                "properties.provisioningState",
+                "Succeeded",
+                state,
+            ));
+        }
+        let subnet = format!("{}/subnets/AzureFirewallSubnet", v.id);
+        let have_subnet = str_at(a, "/properties/ipConfigurations/0/properties/subnet/id");
+        if !have_subnet.eq_ignore_ascii_case(&subnet) {
+            d.push(Difference::new(
+                &id,
+                "properties.ipConfigurations[0].properties.subnet.id",
+                subnet.as_str(),
+                have_subnet,
+            ));
+        }
+        let have_pip = str_at(
+            a,
+            "/properties/ipConfigurations/0/properties/publicIPAddress/id",
+        );
+        if !have_pip.eq_ignore_ascii_case(&pip) {
+            d.push(Difference::new(
+                &id,
+                "properties.ipConfigurations[0].properties.publicIPAddress.id",
+                pip.as_str(),
+                have_pip,
+            ));
+        } else if !w.public_ips.contains_key(&lc(&pip)) {
+            d.push(Difference::missing(&pip));
+        }
+    }
+    (n > 0).then(|| Check::new("managed-firewalls", "groups", n, d))
 }
 
 /// Membership of one VNet in the intent's groups, by tags (+ location for derived groups)
@@ -1082,6 +1204,9 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             prefixes: vec!["10.9.0.0/16".into()],
+            subnets: BTreeMap::new(),
+            dns_servers: Vec::new(),
+            stale_peerings: Vec::new(),
         }
     }
 

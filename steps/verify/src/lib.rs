@@ -226,6 +226,9 @@ fn run_checks(
         out.push(checks::network_manager(i, w));
         out.push(checks::network_groups(i, w));
         out.push(checks::vnets(i, w));
+        out.push(checks::managed_vnets(i, w));
+        out.push(checks::peering_sync(i, w));
+        out.extend(checks::managed_firewalls(i, w));
         out.push(checks::group_membership(i, w, m, converged));
     }
     if only.wants(Only::Connectivity) {
@@ -375,6 +378,31 @@ async fn read_world(
 async fn read_firewall_dns(ctx: &StepContext, only: Only, w: &mut World) -> Result<()> {
     let arm = &ctx.arm;
     let i = &ctx.intent;
+    if only.wants(Only::Groups) {
+        // Managed hub firewalls (step vnets): the firewalls and public IPs of their groups.
+        let mut rgs: BTreeSet<String> = BTreeSet::new();
+        for v in i.vnets() {
+            if let Some(fw) = v.firewall.filter(|f| f.managed) {
+                rgs.insert(netstep::resources::resource_group_id(
+                    &fw.subscription,
+                    &fw.resource_group,
+                ));
+            }
+        }
+        for rg in rgs {
+            for (kind, into) in [
+                ("azureFirewalls", &mut w.firewalls),
+                ("publicIPAddresses", &mut w.public_ips),
+            ] {
+                let path = format!("{rg}/providers/Microsoft.Network/{kind}");
+                for f in read::list_or_empty(arm, &path).await? {
+                    if let Some(id) = f.get("id").and_then(Value::as_str) {
+                        into.insert(lc(id), f.clone());
+                    }
+                }
+            }
+        }
+    }
     if only.wants(Only::Firewall) && i.firewall_policy.is_some() {
         let pols = i.firewall_policies();
         let mut rgs: BTreeSet<(String, String)> = BTreeSet::new();

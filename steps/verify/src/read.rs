@@ -51,6 +51,12 @@ pub struct Vnet {
     pub tags: BTreeMap<String, String>,
     /// Address prefixes.
     pub prefixes: Vec<String>,
+    /// Subnets: lower-cased name -> (name, prefix as read, lower-cased ids of what uses it).
+    pub subnets: BTreeMap<String, (String, String)>,
+    /// `dhcpOptions.dnsServers` (empty: Azure-provided DNS).
+    pub dns_servers: Vec<String>,
+    /// Peerings whose `peeringSyncLevel` is not `FullyInSync`: (name, level).
+    pub stale_peerings: Vec<(String, String)>,
 }
 
 impl Vnet {
@@ -75,6 +81,51 @@ impl Vnet {
                     a.iter()
                         .filter_map(Value::as_str)
                         .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            subnets: v
+                .pointer("/properties/subnets")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| {
+                            let name = s.get("name")?.as_str()?.to_string();
+                            let p = &s["properties"];
+                            let prefix = p["addressPrefix"]
+                                .as_str()
+                                .or_else(|| p["addressPrefixes"][0].as_str())
+                                .unwrap_or("")
+                                .to_string();
+                            Some((name.to_ascii_lowercase(), (name, prefix)))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dns_servers: v
+                .pointer("/properties/dhcpOptions/dnsServers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            stale_peerings: v
+                .pointer("/properties/virtualNetworkPeerings")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| {
+                            let level = p.pointer("/properties/peeringSyncLevel")?.as_str()?;
+                            (level != "FullyInSync").then(|| {
+                                (
+                                    p["name"].as_str().unwrap_or("").to_string(),
+                                    level.to_string(),
+                                )
+                            })
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

@@ -855,6 +855,11 @@ fn put(
             if let Err(r) = check_vnet(&mut props, id) {
                 return r;
             }
+            if let Some(e) = &existing
+                && let Err(r) = check_vnet_update(g, e, &mut props)
+            {
+                return r;
+            }
             stored_top(id, name, kind, &body, props)
         }
         Kind::PublicIp => {
@@ -911,7 +916,11 @@ fn put(
         }
         _ => return Reply::error(405, "MethodNotAllowed", "Not modelled."),
     };
-    let prov = prov_for(g, req);
+    let mut prov = prov_for(g, req);
+    if kind == Kind::Firewall {
+        // Firewalls take minutes in Azure: five times the simulator's LRO delay.
+        prov.until = Some(req.now + g.lro_delay(req) * 5);
+    }
     let status = if existing.is_some() { 200 } else { 201 };
     let tags_new = stored["tags"].clone();
     match existing {
@@ -1560,6 +1569,98 @@ fn delete_policy_part(g: &mut Inner, req: &Req, kind: Kind, id: &str, pid: &str)
         .header("Location", location)
 }
 
+/// The ip configurations (of Azure Firewalls) placed in a subnet: what makes it "in use".
+fn subnet_ip_configurations(g: &Inner, subnet_id: &str) -> Vec<String> {
+    let sub = subnet_id.split('/').nth(2).unwrap_or("");
+    let mut out = Vec::new();
+    for f in g.store.list(&format!(
+        "/subscriptions/{sub}/providers/microsoft.network/azurefirewalls"
+    )) {
+        for c in f.props()["ipConfigurations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if c["properties"]["subnet"]["id"]
+                .as_str()
+                .is_some_and(|x| x.eq_ignore_ascii_case(subnet_id))
+            {
+                let n = c["name"].as_str().unwrap_or("ipconfig");
+                out.push(format!("{}/azureFirewallIpConfigurations/{n}", f.id));
+            }
+        }
+    }
+    out
+}
+
+/// A VNet PUT may not delete or re-address a subnet that is in use (real error codes
+/// `InUseSubnetCannotBeDeleted` / `InUseSubnetCannotBeUpdated`), and re-sent user peerings keep
+/// the remote address space the service last synced (only `syncRemoteAddressSpace` updates it).
+fn check_vnet_update(g: &Inner, existing: &Res, props: &mut Value) -> Result<(), Reply> {
+    let new_subnets = props["subnets"].as_array().cloned().unwrap_or_default();
+    for old in existing.props()["subnets"].as_array().into_iter().flatten() {
+        let name = old["name"].as_str().unwrap_or("");
+        let sid = format!("{}/subnets/{name}", existing.id);
+        let users = subnet_ip_configurations(g, &sid);
+        if users.is_empty() {
+            continue;
+        }
+        let prefix = |s: &Value| {
+            s["properties"]["addressPrefix"]
+                .as_str()
+                .or_else(|| s["properties"]["addressPrefixes"][0].as_str())
+                .map(str::to_string)
+        };
+        match new_subnets.iter().find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) {
+            None => {
+                return Err(Reply::bad_request(
+                    "InUseSubnetCannotBeDeleted",
+                    format!(
+                        "Subnet {name} is in use by {} and cannot be deleted. In order to delete the subnet, delete all the resources within the subnet. See aka.ms/deletesubnet.",
+                        users[0]
+                    ),
+                ));
+            }
+            Some(s) if prefix(s) != prefix(old) => {
+                return Err(Reply::bad_request(
+                    "InUseSubnetCannotBeUpdated",
+                    format!(
+                        "Subnet {name} is in use by {} and its address prefix cannot be updated.",
+                        users[0]
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(a) = props["virtualNetworkPeerings"].as_array_mut() {
+        for p in a {
+            let name = p["name"].as_str().unwrap_or("").to_string();
+            if let Some(old) = existing.props()["virtualNetworkPeerings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| {
+                    o["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(&name))
+                })
+            {
+                for k in ["remoteAddressSpace", "remoteVirtualNetworkAddressSpace"] {
+                    if let Some(v) = old["properties"].get(k) {
+                        p["properties"][k] = v.clone();
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn firewalls_of(g: &Inner, pid: &str) -> Vec<String> {
     let sub = pid.split('/').nth(2).unwrap_or("");
     g.store
@@ -1573,6 +1674,53 @@ fn firewalls_of(g: &Inner, pid: &str) -> Vec<String> {
         })
         .map(|f| f.id.clone())
         .collect()
+}
+
+/// The sync level of a user peering of `local`: `Local*` when the remote VNet's address space
+/// changed since this peering last synced it, `Remote*` when the remote VNet's peering back
+/// has a stale copy of this VNet's space (Microsoft: "Update the address space for a peered
+/// virtual network": the peering shows sync required until it is synced with
+/// `syncRemoteAddressSpace=true`). AVNM's peerings are rendered from its goal state and are
+/// always in sync (AVNM reapplies them).
+fn peering_sync_level(g: &Inner, local: &Res, sp: &Value) -> &'static str {
+    let Some(remote) = sp["remoteVirtualNetwork"]["id"]
+        .as_str()
+        .and_then(|id| g.store.get(id))
+    else {
+        return "FullyInSync";
+    };
+    let set = |v: &Value| {
+        let mut a: Vec<String> = v["addressPrefixes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        a.sort();
+        a
+    };
+    let local_stale = sp.get("remoteAddressSpace").is_some()
+        && set(&sp["remoteAddressSpace"]) != set(&remote.props()["addressSpace"]);
+    let remote_stale = remote.props()["virtualNetworkPeerings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|q| {
+            q["properties"]["remoteVirtualNetwork"]["id"]
+                .as_str()
+                .is_some_and(|x| x.eq_ignore_ascii_case(&local.id))
+        })
+        .any(|q| {
+            q["properties"].get("remoteAddressSpace").is_some()
+                && set(&q["properties"]["remoteAddressSpace"])
+                    != set(&local.props()["addressSpace"])
+        });
+    match (local_stale, remote_stale) {
+        (false, false) => "FullyInSync",
+        (true, false) => "LocalNotInSync",
+        (false, true) => "RemoteNotInSync",
+        (true, true) => "LocalAndRemoteNotInSync",
+    }
 }
 
 /// Renders a Network RP resource as GET returns it.
@@ -1614,6 +1762,13 @@ pub fn render_with(g: &Inner, r: &Res, now: std::time::Instant, cache: &mut Memb
                         }
                         sp["provisioningState"] = json!(state);
                         if key == "subnets" {
+                            let users =
+                                subnet_ip_configurations(g, &format!("{}/subnets/{n}", r.id));
+                            if !users.is_empty() {
+                                sp["ipConfigurations"] = json!(
+                                    users.iter().map(|u| json!({"id": u})).collect::<Vec<_>>()
+                                );
+                            }
                             if sp.get("privateEndpointNetworkPolicies").is_none() {
                                 sp["privateEndpointNetworkPolicies"] = json!("Disabled");
                             }
@@ -1626,6 +1781,7 @@ pub fn render_with(g: &Inner, r: &Res, now: std::time::Instant, cache: &mut Memb
                             if state == "Succeeded" {
                                 sp["peeringState"] = json!("Connected");
                             }
+                            sp["peeringSyncLevel"] = json!(peering_sync_level(g, r, &sp));
                         }
                         *s = json!({"name": n, "id": format!("{}/{key}/{n}", r.id), "etag": etag, "properties": sp, "type": ty});
                     }

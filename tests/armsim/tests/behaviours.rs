@@ -2055,3 +2055,82 @@ async fn hub_and_spoke_deployments_show_anm_peerings_in_both_directions() {
     assert!(peerings("vnet-prod-eastus").await.is_empty());
     assert!(peerings("vnet-hub-eastus").await.is_empty());
 }
+
+// ------------------------------------------------------------ VNets owned by netstep
+
+#[tokio::test]
+async fn a_subnet_holding_a_firewall_lists_it_and_cannot_be_deleted_or_readdressed() {
+    let (_h, c) = globo().await;
+    let id = vnet_id("vnet-hub-eastus");
+    let v = c.get(&id).await.body;
+    let fw = net_id(CONN, "azureFirewalls/afw-hub-eastus");
+    assert_eq!(
+        v["properties"]["subnets"][0]["properties"]["ipConfigurations"][0]["id"],
+        format!("{fw}/azureFirewallIpConfigurations/ipconfig1")
+    );
+    let mut without = v.clone();
+    without["properties"]["subnets"] = json!([]);
+    let r = c.put(&id, without).await;
+    assert_eq!((r.status, r.code()), (400, "InUseSubnetCannotBeDeleted"));
+    assert!(r.message().contains(&fw), "{}", r.message());
+    let mut moved = v.clone();
+    moved["properties"]["subnets"][0]["properties"]["addressPrefix"] = json!("10.1.1.0/26");
+    let r = c.put(&id, moved).await;
+    assert_eq!((r.status, r.code()), (400, "InUseSubnetCannotBeUpdated"));
+    // Shrinking the address space under the subnet is refused too.
+    let mut shrunk = v.clone();
+    shrunk["properties"]["addressSpace"]["addressPrefixes"] = json!(["10.1.2.0/23"]);
+    let r = c.put(&id, shrunk).await;
+    assert_eq!((r.status, r.code()), (400, "NetcfgSubnetRangeOutsideVnet"));
+    // Sent back unchanged, it is accepted.
+    assert!(c.put(&id, v).await.status < 300);
+}
+
+#[tokio::test]
+async fn a_peering_goes_out_of_sync_when_the_remote_space_changes_until_it_is_synced() {
+    let (_h, c) = globo().await;
+    let prod = vnet_id("vnet-prod-eastus");
+    let nonprod = vnet_id("vnet-nonprod-eastus");
+    let peer = |remote: &str| json!({"properties": {"remoteVirtualNetwork": {"id": remote}}});
+    let p1 = format!("{prod}/virtualNetworkPeerings/to-nonprod");
+    let p2 = format!("{nonprod}/virtualNetworkPeerings/to-prod");
+    assert!(c.put(&p1, peer(&nonprod)).await.status < 300);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(c.put(&p2, peer(&prod)).await.status < 300);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        c.get(&p1).await.body["properties"]["peeringSyncLevel"],
+        "FullyInSync"
+    );
+    // nonprod grows (its own peering is sent back with the VNet and keeps its synced copy).
+    let mut v = c.get(&nonprod).await.body;
+    v["properties"]["addressSpace"]["addressPrefixes"] = json!(["10.1.32.0/20", "10.1.48.0/20"]);
+    assert!(c.put(&nonprod, v).await.status < 300);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = c.get(&p1).await.body;
+    assert_eq!(a["properties"]["peeringSyncLevel"], "LocalNotInSync");
+    assert_eq!(
+        a["properties"]["remoteAddressSpace"]["addressPrefixes"],
+        json!(["10.1.32.0/20"])
+    );
+    assert_eq!(
+        c.get(&p2).await.body["properties"]["peeringSyncLevel"],
+        "RemoteNotInSync"
+    );
+    // Sync on the stale side.
+    let r = c
+        .put(&format!("{p1}?syncRemoteAddressSpace=true"), peer(&nonprod))
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = c.get(&p1).await.body;
+    assert_eq!(a["properties"]["peeringSyncLevel"], "FullyInSync");
+    assert_eq!(
+        a["properties"]["remoteAddressSpace"]["addressPrefixes"],
+        json!(["10.1.32.0/20", "10.1.48.0/20"])
+    );
+    assert_eq!(
+        c.get(&p2).await.body["properties"]["peeringSyncLevel"],
+        "FullyInSync"
+    );
+}

@@ -25,6 +25,10 @@ fn strip_read_only(mut v: Value) -> Value {
                 ] {
                     o.remove(k);
                 }
+                // A subnet's users are read-only (armsim lists a firewall's ip configuration).
+                if o.contains_key("addressPrefix") {
+                    o.remove("ipConfigurations");
+                }
                 for x in o.values_mut() {
                     walk(x);
                 }

@@ -19,7 +19,8 @@ pub use armsim;
 pub use netstep_testsupport::{Azurite, repo_root};
 
 /// The step binaries, in pipeline order.
-pub const STEPS: [&str; 6] = [
+pub const STEPS: [&str; 7] = [
+    "vnets",
     "tag-groups",
     "mesh-connect",
     "admin-rules",

@@ -1,4 +1,5 @@
-//! GloboJava end to end: the six real step binaries in pipeline order against armsim (seeded
+//! GloboJava end to end: the seven real step binaries (vnets first; it writes nothing on this
+//! estate, whose managed hubs and firewalls already match) in pipeline order against armsim (seeded
 //! with GloboJava's estate) and a real Azurite. These are the acceptance tests of the steps:
 //! converge from the estate, re-run with zero writes, minimal writes for a one-rule change,
 //! drift found by verify and repaired by apply, tag-driven onboarding of a new VNet, records

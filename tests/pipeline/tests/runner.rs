@@ -26,8 +26,9 @@ const INFRA: &str = "workflows/pipeline-infra.yaml";
 const FW_POLICY: &str = "workflows/pipeline-fw-policy.yaml";
 
 /// Tasks (and the exit handler) each pipeline runs in apply mode.
-const INFRA_NODES: [&str; 7] = [
+const INFRA_NODES: [&str; 8] = [
     "snapshot",
+    "vnets",
     "tag-groups",
     "mesh-connect",
     "admin-rules",

@@ -175,6 +175,7 @@ const PENDING_FLAGS: &[(&str, &[&str])] = &[];
 
 /// Outputs each step must declare (besides `changes` and `record`).
 const STEP_OUTPUTS: &[(&str, &[&str])] = &[
+    ("vnets", &["vnet-ids"]),
     ("tag-groups", &["group-ids"]),
     ("mesh-connect", &["deployed-regions"]),
     ("admin-rules", &["committed-regions"]),
@@ -463,6 +464,7 @@ const RETRY_CASES: &[(&str, &str, bool)] = &[
 fn expected_service_account(template_name: &str) -> &'static str {
     match template_name {
         "step-fw-policy" => "netstep-firewall-writer",
+        "step-vnets" => "netstep-vnet-writer",
         "step-verify" | "step-snapshot" | "step-record-outcome" => "netstep-verifier",
         _ => "netstep-infra-writer",
     }
@@ -1215,6 +1217,7 @@ fn service_accounts_exist_with_a_workload_identity_client_id() {
     for sa in [
         "netstep-infra-writer",
         "netstep-firewall-writer",
+        "netstep-vnet-writer",
         "netstep-verifier",
     ] {
         match repo
@@ -1579,9 +1582,21 @@ fn pipelines_share_one_mutex_and_order_the_steps_as_avnm_requires() {
         }
     };
     needs(
-        "tag-groups",
+        "vnets",
         "snapshot",
         "steps read the run's snapshot",
+        &mut errs,
+    );
+    needs(
+        "tag-groups",
+        "vnets",
+        "the VNets exist before they are tagged and grouped",
+        &mut errs,
+    );
+    needs(
+        "dns-link",
+        "vnets",
+        "the VNets exist before they are linked",
         &mut errs,
     );
     needs(
@@ -1608,7 +1623,13 @@ fn pipelines_share_one_mutex_and_order_the_steps_as_avnm_requires() {
         "AVNM commits are serialised per network manager",
         &mut errs,
     );
-    for t in ["tag-groups", "mesh-connect", "admin-rules", "dns-link"] {
+    for t in [
+        "vnets",
+        "tag-groups",
+        "mesh-connect",
+        "admin-rules",
+        "dns-link",
+    ] {
         needs("verify", t, "verify checks what the run applied", &mut errs);
     }
 

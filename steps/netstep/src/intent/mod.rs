@@ -77,7 +77,9 @@ pub struct IntentError {
 }
 
 impl IntentError {
-    fn new(mut diagnostics: Vec<Diagnostic>) -> IntentError {
+    /// An error from diagnostics (sorted by position, duplicates dropped). Steps use it for
+    /// plan-time refusals of what the intent asks that Azure's state makes impossible (exit 2).
+    pub fn new(mut diagnostics: Vec<Diagnostic>) -> IntentError {
         diagnostics.sort_by(|a, b| {
             (a.line, a.col, &a.path, &a.message).cmp(&(b.line, b.col, &b.path, &b.message))
         });
