@@ -33,7 +33,7 @@ fn retry_limit(step: &str) -> u32 {
     text[at..]
         .lines()
         .skip(1)
-        .take_while(|l| l.starts_with("          ") || l.trim().is_empty())
+        .take(6)
         .find_map(|l| l.trim().strip_prefix("limit:"))
         .map(|v| v.trim().trim_matches('"').parse().expect("numeric limit"))
         .unwrap_or(0)
@@ -65,13 +65,17 @@ impl StepRun {
     }
 }
 
+/// The step's error: the `error=` field of its last ERROR log line (else that whole line).
 fn error_line(stderr: &str) -> String {
-    stderr
+    let line = stderr
         .lines()
         .rev()
         .find(|l| l.contains("ERROR") || l.to_ascii_lowercase().starts_with("error"))
         .unwrap_or_else(|| stderr.lines().last().unwrap_or_default())
-        .trim()
+        .trim();
+    line.split_once(" error=")
+        .map_or(line, |(_, e)| e)
+        .trim_matches('"')
         .to_string()
 }
 
@@ -350,9 +354,14 @@ async fn fault_matrix_over_the_pipeline_then_a_clean_run_converges() {
             );
             if code != 0 {
                 let msg = r.error.clone().unwrap_or_default();
+                // The resource id, the operation and the terminal status.
                 assert!(
-                    msg.contains("/subscriptions/"),
-                    "{cell}: {}'s failure names the resource: {msg}",
+                    msg.contains("/subscriptions/")
+                        && ["PUT ", "POST ", "DELETE ", "PATCH "]
+                            .iter()
+                            .any(|m| msg.contains(m))
+                        && msg.contains("Failed"),
+                    "{cell}: {}'s failure names the resource, operation and status: {msg}",
                     r.step
                 );
             }
