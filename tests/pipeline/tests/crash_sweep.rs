@@ -175,7 +175,12 @@ async fn crash_sweep_every_step_killed_after_request_k_then_rerun_converges() {
 
     let mut report = Vec::new();
     let mut total = 0;
+    // NETSTEP_CRASH_SWEEP_STEPS=a,b restricts the kill points to those steps (debugging).
+    let only = std::env::var("NETSTEP_CRASH_SWEEP_STEPS").unwrap_or_default();
     for s in STEPS {
+        if !only.is_empty() && !only.split(',').any(|o| o == s) {
+            continue;
+        }
         let r = &refs[s];
         let points = kill_points(r.requests);
         let t0 = Instant::now();
@@ -250,8 +255,16 @@ async fn crash_sweep_every_step_killed_after_request_k_then_rerun_converges() {
                 assert_eq!(plan.code, 0, "{ctx}: plan:\n{}", plan.stderr);
                 assert!(
                     plan.stdout.contains("No changes"),
-                    "{ctx}: plan after the re-run:\n{}",
-                    plan.stdout
+                    "{ctx}: plan after the re-run:\n{}\n--- killed run's requests ---\n{}\n--- re-run ---\n{}",
+                    plan.stdout,
+                    first_log
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| format!("{} {} {}", e["method"], e["path"], e["status"]))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    again.stderr
                 );
             }
         }
