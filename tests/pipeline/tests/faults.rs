@@ -345,6 +345,20 @@ async fn fault_matrix_over_the_pipeline_then_a_clean_run_converges() {
                 "{cell}: transient faults are absorbed: {runs:?}"
             );
         }
+        if matches!(cell.as_str(), "failed-lro" | "failed-deployment") {
+            // Seeded: the same requests draw the fault on every run, and they hit.
+            let failed = runs.last().expect("a step ran");
+            assert_eq!(
+                failed.final_code(),
+                1,
+                "{cell}: a Failed operation fails its step for good: {runs:?}"
+            );
+            assert_eq!(
+                failed.codes.len(),
+                1,
+                "{cell}: exit 1 is not retried: {runs:?}"
+            );
+        }
         for r in &runs {
             let code = r.final_code();
             assert!(
