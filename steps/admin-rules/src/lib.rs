@@ -186,14 +186,20 @@ async fn apply(ctx: &StepContext, work: &reconcile::Work, nm_id: &str) -> Result
         || !work.collection_puts.is_empty()
         || !work.rule_puts.is_empty()
         || !work.collection_deletes.is_empty();
-    if wrote && !batches.is_empty() {
-        // commitTime has whole seconds: commit in a later second than our last write, so that
-        // the next run can tell our writes (before the commit) from later changes.
-        let ns = u64::from(time::OffsetDateTime::now_utc().nanosecond());
-        tokio::time::sleep(std::time::Duration::from_nanos(
-            1_000_000_000 - ns + 50_000_000,
-        ))
-        .await;
+    if !batches.is_empty() {
+        // commitTime has whole seconds: commit in a later second than the last write of the
+        // content (ours, or an earlier run's that was killed before its commit), so that the
+        // next run can tell those writes (before the commit) from later changes.
+        let now = time::OffsetDateTime::now_utc();
+        let next_second = now.replace_nanosecond(0).unwrap_or(now) + time::Duration::seconds(1);
+        let not_before = match (wrote, work.content_modified) {
+            (true, m) => Some(m.map_or(next_second, |m| m.max(next_second))),
+            (false, m) => m,
+        };
+        if let Some(t) = not_before.filter(|t| *t > now) {
+            let wait = (t - now) + time::Duration::milliseconds(50);
+            tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+        }
     }
     let committed = avnm::commit_and_wait(
         arm,

@@ -138,6 +138,12 @@ pub struct Work {
     pub goal: GoalState,
     /// Regions to commit and why.
     pub region_changes: Vec<RegionChange>,
+    /// The newest content modification of the configurations in Azure, in the commit time's
+    /// resolution (the first whole second after it; see `modified_at`). A commit must land at
+    /// or after it: a write made in the commit's own second would look newer than the commit
+    /// and make the next run commit again (e.g. the writes of a run killed before its commit,
+    /// committed by the re-run within the same second).
+    pub content_modified: Option<time::OffsetDateTime>,
 }
 
 impl Work {
@@ -414,6 +420,7 @@ pub fn plan(desired: Option<&DesiredConfig>, actual: &Actual, regions: &[String]
         _ => BTreeSet::new(),
     };
     w.region_changes = avnm::regions_to_commit(&w.goal, &actual.deployed, &modified, &changed_now);
+    w.content_modified = modified.values().max().copied();
     w.plan.notes = w
         .region_changes
         .iter()

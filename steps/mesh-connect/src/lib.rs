@@ -188,14 +188,7 @@ async fn wait_deployed(
                     }
                 }
                 Some(s) if s.status == "Failed" => {
-                    return Err(Error::Other(format!(
-                        "{COMMIT_TYPE} deployment to {r} failed: {}",
-                        if s.error_message.is_empty() {
-                            "(no errorMessage)"
-                        } else {
-                            &s.error_message
-                        }
-                    )));
+                    return Err(avnm::deployment_failed(nm, COMMIT_TYPE, r, s));
                 }
                 Some(s) => pending.push(format!("{r}: {}", s.status)),
                 None => pending.push(format!("{r}: (no status yet)")),

@@ -44,6 +44,39 @@ pub struct RegionStatus {
     pub error_message: String,
 }
 
+/// The error for a region whose deployment ended `Failed`: names the network manager's
+/// commit, the deployment type, the region, its `deploymentStatus` and commit time, and
+/// AVNM's `errorMessage`. AVNM reports no ARM error code for a failed deployment (the status
+/// carries only `errorMessage`), so none is invented. Permanent (exit 1): a failed goal state
+/// is not retried blindly by the pipeline; an operator reads the message, and the next run
+/// re-commits.
+pub fn deployment_failed(
+    network_manager_id: &str,
+    commit_type: &str,
+    region: &str,
+    status: &RegionStatus,
+) -> Error {
+    let when = status
+        .commit_time
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "unknown".into());
+    crate::arm::ArmError::new(
+        crate::arm::ArmErrorKind::OperationFailed,
+        "POST",
+        format!("{network_manager_id}/commit"),
+        format!(
+            "{commit_type} deployment to {region} (commitTime {when}) ended with deploymentStatus {}: {}",
+            status.status,
+            if status.error_message.is_empty() {
+                "(no errorMessage)"
+            } else {
+                &status.error_message
+            }
+        ),
+    )
+    .into()
+}
+
 /// Why a region needs a commit (shown in the plan).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionChange {
@@ -344,14 +377,12 @@ pub async fn commit_and_wait_status(
                         s.configuration_ids.iter().map(|i| lc(i)).collect();
                     let fresh = s.commit_time.is_none_or(|t| t >= commit_floor);
                     if s.status == "Failed" && fresh && &have == want {
-                        return Err(Error::Other(format!(
-                            "{commit_type} deployment to {region} failed: {}",
-                            if s.error_message.is_empty() {
-                                "(no errorMessage)"
-                            } else {
-                                &s.error_message
-                            }
-                        )));
+                        return Err(deployment_failed(
+                            network_manager_id,
+                            commit_type,
+                            region,
+                            s,
+                        ));
                     }
                     if !(s.status == "Deployed" && fresh && &have == want) {
                         pending.push(format!("{region}: {}", s.status));

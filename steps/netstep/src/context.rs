@@ -430,6 +430,15 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
             ..crate::arm::LroConfig::default()
         });
     }
+    // NETSTEP_RETRY_INITIAL_MS shortens the backoff cap of the first retry (4 s against Azure;
+    // it doubles per retry) so fault-injection runs take seconds. A server-given Retry-After
+    // is still honoured as it is.
+    if let Some(ms) = env_ms("NETSTEP_RETRY_INITIAL_MS") {
+        b = b.retry_policy(crate::arm::RetryPolicy {
+            initial: Duration::from_millis(ms),
+            ..crate::arm::RetryPolicy::default()
+        });
+    }
     Ok(b.build()?)
 }
 

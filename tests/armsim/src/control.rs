@@ -58,6 +58,9 @@ pub struct FaultSpec {
     pub sequence: Option<Vec<bool>>,
     pub count: Option<u64>,
     pub retry_after_s: Option<u64>,
+    /// Seed of this rule's own random draws (with `rate`): the rule fires on the same
+    /// requests whatever other rules draw. Without it the simulator's shared PRNG is used.
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -67,6 +70,7 @@ pub struct FaultRule {
     pub regex: Option<regex::Regex>,
     pub seen: u64,
     pub fired: u64,
+    pub rng: Option<SmallRng>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -149,6 +153,15 @@ pub struct Stats {
     pub polls: u64,
     pub throttled: u64,
     pub faults_injected: u64,
+    /// Requests that repeat (same principal, method and path) a request answered with a
+    /// retryable failure (429, 500/502/503/504, 409 AnotherOperationInProgress, a dropped
+    /// connection): the clients' retries as the server sees them.
+    pub retries: u64,
+    /// Retryable failures whose answer carried `Retry-After`.
+    pub retry_after_given: u64,
+    /// Retries that came before the `Retry-After` of the failure they repeat had elapsed
+    /// (a client that does not honour `Retry-After`).
+    pub early_retries: u64,
     pub by_operation: BTreeMap<String, u64>,
 }
 
@@ -181,6 +194,11 @@ pub struct Control {
     /// ARM requests answered so far (the hook counter).
     pub arm_requests: u64,
     pub record_seq: u64,
+    /// Retryable failures not yet repeated: (principal, method, path) -> the earliest instant
+    /// the answer's `Retry-After` allowed a retry (None: no `Retry-After`).
+    pub pending_retries: HashMap<(String, String, String), Option<Instant>>,
+    /// Saved estates, by name (`POST /_sim/snapshot`, `POST /_sim/restore`).
+    pub snapshots: HashMap<String, crate::core::WorldSnapshot>,
 }
 
 const LOG_CAP: usize = 200_000;
@@ -198,6 +216,8 @@ impl Control {
             hooks: Vec::new(),
             arm_requests: 0,
             record_seq: 0,
+            pending_retries: HashMap::new(),
+            snapshots: HashMap::new(),
         }
     }
 
@@ -225,12 +245,14 @@ impl Control {
             Some(r) => Some(regex::Regex::new(r).map_err(|e| format!("bad regex: {e}"))?),
             None => None,
         };
+        let rng = spec.seed.map(SmallRng::seed_from_u64);
         self.faults.push(FaultRule {
             spec,
             kind,
             regex,
             seen: 0,
             fired: 0,
+            rng,
         });
         Ok(())
     }
@@ -265,7 +287,10 @@ impl Control {
             }
             let fire = match (&rule.spec.sequence, rule.spec.rate) {
                 (Some(seq), _) => seq.get(n as usize).copied().unwrap_or(false),
-                (None, Some(rate)) => self.rng.random::<f64>() < rate,
+                (None, Some(rate)) => match &mut rule.rng {
+                    Some(own) => own.random::<f64>() < rate,
+                    None => self.rng.random::<f64>() < rate,
+                },
                 (None, None) => true,
             };
             if fire && chosen.is_none() {
@@ -317,6 +342,8 @@ impl Control {
         json!({
             "reads": s.reads, "writes": s.writes, "deletes": s.deletes, "polls": s.polls,
             "throttled": s.throttled, "faults_injected": s.faults_injected,
+            "retries": s.retries, "retry_after_given": s.retry_after_given,
+            "early_retries": s.early_retries,
             "requests": self.arm_requests,
             "by_operation": s.by_operation,
         })
@@ -329,6 +356,43 @@ impl Control {
                 .map(|e| json!({"seq": e.seq, "method": e.method, "path": e.path, "op": e.op, "status": e.status, "time": e.time}))
                 .collect(),
         )
+    }
+
+    /// Counts a request that repeats a retryable failure (and whether it came too early),
+    /// then remembers this answer when it is itself a retryable failure.
+    #[allow(clippy::too_many_arguments)]
+    pub fn track_retry(
+        &mut self,
+        principal: &str,
+        method: &str,
+        path: &str,
+        status: u16,
+        arm_code: Option<&str>,
+        dropped: bool,
+        retry_after: Option<u64>,
+        now: Instant,
+    ) {
+        let key = (
+            principal.to_string(),
+            method.to_string(),
+            path.to_ascii_lowercase(),
+        );
+        if let Some(not_before) = self.pending_retries.remove(&key) {
+            self.stats.retries += 1;
+            if not_before.is_some_and(|t| now < t) {
+                self.stats.early_retries += 1;
+            }
+        }
+        let retryable = dropped
+            || matches!(status, 429 | 500 | 502 | 503 | 504)
+            || (status == 409 && arm_code == Some("AnotherOperationInProgress"));
+        if retryable {
+            if retry_after.is_some() {
+                self.stats.retry_after_given += 1;
+            }
+            let not_before = retry_after.map(|s| now + std::time::Duration::from_secs(s));
+            self.pending_retries.insert(key, not_before);
+        }
     }
 
     /// Hooks due after the `n`-th ARM request.

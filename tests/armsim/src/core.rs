@@ -60,6 +60,43 @@ pub struct Inner {
     pub ctl: Control,
 }
 
+/// A copy of the simulated estate: resources, resource groups, operations and AVNM
+/// deployments (not the control plane: counters, log, faults, hooks, buckets).
+#[derive(Debug, Clone)]
+pub struct WorldSnapshot {
+    store: Store,
+    subs: HashMap<String, String>,
+    rgs: HashMap<String, Rg>,
+    ops: HashMap<String, Op>,
+    deployments: HashMap<String, HashMap<(String, String), Deployment>>,
+    static_index: HashMap<(String, String), BTreeSet<String>>,
+}
+
+impl Inner {
+    /// Copies the estate.
+    pub fn snapshot(&self) -> WorldSnapshot {
+        WorldSnapshot {
+            store: self.store.clone(),
+            subs: self.subs.clone(),
+            rgs: self.rgs.clone(),
+            ops: self.ops.clone(),
+            deployments: self.deployments.clone(),
+            static_index: self.static_index.clone(),
+        }
+    }
+
+    /// Puts a copied estate back (the control plane is left as it is).
+    pub fn restore(&mut self, s: &WorldSnapshot) {
+        let s = s.clone();
+        self.store = s.store;
+        self.subs = s.subs;
+        self.rgs = s.rgs;
+        self.ops = s.ops;
+        self.deployments = s.deployments;
+        self.static_index = s.static_index;
+    }
+}
+
 /// One parsed ARM request.
 pub struct Req {
     pub method: Method,

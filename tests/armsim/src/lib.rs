@@ -426,6 +426,33 @@ fn process(
     reply
         .headers
         .push(("cache-control".into(), "no-cache".into()));
+    // Retries as the server sees them, and whether they honoured Retry-After.
+    let principal = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(|t| principal_of(t.trim()))
+        .unwrap_or_default();
+    let retry_after = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let arm_code = reply
+        .body
+        .as_ref()
+        .and_then(|b| b["error"]["code"].as_str())
+        .map(str::to_string);
+    g.ctl.track_retry(
+        &principal,
+        method.as_str(),
+        path,
+        reply.status,
+        arm_code.as_deref(),
+        reply.drop_connection,
+        retry_after,
+        now,
+    );
     // Stats and log.
     let st = &mut g.ctl.stats;
     if is_poll {

@@ -72,7 +72,7 @@ impl Res {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     res: HashMap<String, Res>,
     all: BTreeSet<String>,
@@ -107,6 +107,10 @@ impl Store {
     pub fn next_etag(&mut self) -> u64 {
         self.etag_counter += 1;
         self.etag_counter
+    }
+    /// Every resource, in id order.
+    pub fn all(&self) -> impl Iterator<Item = &Res> {
+        self.all.iter().filter_map(|k| self.res.get(k))
     }
     pub fn get(&self, id: &str) -> Option<&Res> {
         self.res.get(&id.to_ascii_lowercase())

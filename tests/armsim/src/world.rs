@@ -199,6 +199,7 @@ pub fn control(
             g.ctl.arm_requests = 0;
             g.ctl.buckets.clear();
             g.ctl.dns_buckets.clear();
+            g.ctl.pending_retries.clear();
             if q(query, "world") == Some("1") {
                 let cfg = g.cfg.clone();
                 let mut fresh = Inner::new(cfg.clone());
@@ -276,6 +277,33 @@ pub fn control(
             Reply::ok(json!({"hooks": 0}))
         }
         ("POST", "/_sim/drift") => drift(&mut g, &body, now),
+        ("POST", "/_sim/snapshot") => {
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                return bad("expected {\"name\": NAME}");
+            };
+            let snap = g.snapshot();
+            let resources = g.store.all().count();
+            g.ctl.snapshots.insert(name.to_string(), snap);
+            Reply::ok(json!({"snapshot": name, "resources": resources}))
+        }
+        ("POST", "/_sim/restore") => {
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                return bad("expected {\"name\": NAME}");
+            };
+            let Some(snap) = g.ctl.snapshots.get(name).cloned() else {
+                return Reply::status(404, json!({"error": format!("no snapshot '{name}'")}));
+            };
+            g.restore(&snap);
+            g.ctl.pending_retries.clear();
+            let resources = g.store.all().count();
+            Reply::ok(json!({"restored": name, "resources": resources}))
+        }
+        ("GET", "/_sim/inventory") => Reply::ok(Value::Array(
+            g.store
+                .all()
+                .map(|r| json!({"id": r.id, "type": r.kind.arm_type()}))
+                .collect(),
+        )),
         ("GET", "/_sim/members") => {
             let Some(gid) = q(query, "group") else {
                 return bad("?group=<network group id> is required");

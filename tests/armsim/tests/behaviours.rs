@@ -2134,3 +2134,87 @@ async fn a_peering_goes_out_of_sync_when_the_remote_space_changes_until_it_is_sy
         "FullyInSync"
     );
 }
+
+// ------------------------------------------------------------------ control plane for tests
+
+#[tokio::test]
+async fn retries_are_counted_and_early_ones_flagged_against_retry_after() {
+    let (_h, c) = globo().await;
+    let id = vnet_id("vnet-hub-eastus");
+    // Two injected 503s with Retry-After: 1 on this VNet's GETs.
+    c.sim(
+        "POST",
+        "/_sim/faults",
+        Some(json!({"match": {"method": "GET", "path_contains": "vnet-hub-eastus"}, "kind": "503", "count": 2, "retry_after_s": 1})),
+    )
+    .await;
+    assert_eq!(c.get(&id).await.status, 503);
+    // Retried at once: early.
+    assert_eq!(c.get(&id).await.status, 503);
+    // Retried after the Retry-After: on time.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.get(&id).await.status, 200);
+    // Not a retry: the previous answer succeeded.
+    assert_eq!(c.get(&id).await.status, 200);
+    let stats = c.sim("GET", "/_sim/stats", None).await;
+    assert_eq!(stats["retries"], 2, "{stats}");
+    assert_eq!(stats["retry_after_given"], 2, "{stats}");
+    assert_eq!(stats["early_retries"], 1, "{stats}");
+}
+
+#[tokio::test]
+async fn seeded_fault_rules_fire_on_the_same_requests_every_time() {
+    let mut fired = Vec::new();
+    for _ in 0..2 {
+        let (_h, c) = globo().await;
+        c.sim(
+            "POST",
+            "/_sim/faults",
+            Some(json!({"match": {"method": "GET"}, "kind": "500", "rate": 0.3, "seed": 42})),
+        )
+        .await;
+        let mut seq = Vec::new();
+        for _ in 0..40 {
+            seq.push(c.get(&vnet_id("vnet-hub-eastus")).await.status == 500);
+        }
+        fired.push(seq);
+    }
+    assert_eq!(fired[0], fired[1]);
+    let n = fired[0].iter().filter(|f| **f).count();
+    assert!((3..=25).contains(&n), "{n} of 40 at 30%");
+}
+
+#[tokio::test]
+async fn snapshot_and_restore_put_the_whole_estate_back_and_inventory_lists_it() {
+    let (_h, c) = globo().await;
+    let before = c.sim("GET", "/_sim/inventory", None).await;
+    let n = before.as_array().unwrap().len();
+    assert!(n > 20, "{before}");
+    assert!(
+        before
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["type"] == "Microsoft.Network/virtualNetworks"),
+        "{before}"
+    );
+    let snap = c
+        .sim("POST", "/_sim/snapshot", Some(json!({"name": "s1"})))
+        .await;
+    assert_eq!(snap["resources"], n);
+    // Change the estate: a new network manager's group, a retag.
+    setup_connectivity(&c).await;
+    let after = c.sim("GET", "/_sim/inventory", None).await;
+    assert!(after.as_array().unwrap().len() > n);
+    let restored = c
+        .sim("POST", "/_sim/restore", Some(json!({"name": "s1"})))
+        .await;
+    assert_eq!(restored["resources"], n, "{restored}");
+    assert_eq!(c.sim("GET", "/_sim/inventory", None).await, before);
+    // The estate answers as before; an unknown snapshot is 404.
+    assert_eq!(c.get(&vnet_id("vnet-hub-eastus")).await.status, 200);
+    let r = c
+        .sim("POST", "/_sim/restore", Some(json!({"name": "nope"})))
+        .await;
+    assert!(r["error"].as_str().unwrap().contains("no snapshot"), "{r}");
+}

@@ -316,6 +316,37 @@ impl Env {
     }
 }
 
+/// armsim's resource inventory: every resource id (lower-cased) with its ARM type.
+pub async fn inventory(env: &Env) -> BTreeMap<String, String> {
+    env.sim_get("inventory")
+        .await
+        .as_array()
+        .expect("armsim inventory is an array")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or_default().to_ascii_lowercase(),
+                r["type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Copies a folder tree (a file state store), replacing `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).expect("create copy");
+    for e in std::fs::read_dir(from).expect("read dir").flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).expect("copy file");
+        }
+    }
+}
+
 /// The write operations in armsim's counters, by operation: PUT/PATCH/DELETE and AVNM commits
 /// (POST list* are reads that ARM bills against the writes budget; they are not writes).
 pub fn write_ops(stats: &Value) -> Vec<(String, u64)> {
@@ -383,18 +414,9 @@ impl StepCmd {
         self.env.push((k.into(), v.into()));
         self
     }
-    /// Runs the binary to completion.
-    pub async fn run(self) -> StepOutput {
-        self.spawn().wait().await
-    }
-
-    /// Starts the binary without waiting (stdout and stderr captured): for tests that run
-    /// several steps at once or kill one.
-    pub fn spawn(self) -> RunningStep {
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(&self.args)
-            .arg(format!("--outputs-dir={}", self.outputs.display()))
-            .env_remove("RUST_LOG")
+    fn command(&self, program: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env_remove("RUST_LOG")
             .env("NETSTEP_LOG_FORMAT", "pretty")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -403,12 +425,78 @@ impl StepCmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub async fn run(self) -> StepOutput {
+        self.spawn().wait().await
+    }
+
+    /// Starts the binary without waiting (stdout and stderr captured): for tests that run
+    /// several steps at once or kill one.
+    pub fn spawn(self) -> RunningStep {
+        let mut cmd = self.command(&self.bin);
+        cmd.args(&self.args)
+            .arg(format!("--outputs-dir={}", self.outputs.display()));
         let child = cmd.spawn().expect("spawn step");
         RunningStep {
             pid: child.id().expect("a just-spawned child has a pid"),
             child,
             outputs: self.outputs,
         }
+    }
+
+    /// Runs the binary with armsim's kill hook armed on it: armsim SIGKILLs the process
+    /// right after answering the `after_request`-th ARM request counted from now (the test
+    /// resets armsim's counter first). The process is started stopped (a shell that stops
+    /// itself, then `exec`s the step under the same PID), so the hook is in place before its
+    /// first request.
+    pub async fn run_killed_after(self, env: &Env, after_request: u64) -> StepOutput {
+        let mut cmd = self.command(Path::new("sh"));
+        cmd.arg("-c")
+            .arg("kill -STOP $$ && exec \"$0\" \"$@\"")
+            .arg(&self.bin)
+            .args(&self.args)
+            .arg(format!("--outputs-dir={}", self.outputs.display()));
+        let child = cmd.spawn().expect("spawn step");
+        let pid = child.id().expect("a running child has a PID");
+        // Wait until the shell has stopped itself.
+        let stat = format!("/proc/{pid}/stat");
+        for _ in 0..2000 {
+            let st = std::fs::read_to_string(&stat).unwrap_or_default();
+            if st
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let so_far = env.stats().await["requests"].as_u64().unwrap_or(0);
+        let (status, body) = env
+            .sim_post(
+                "hooks",
+                &serde_json::json!({"after_request": so_far + after_request, "kill_pid": pid}),
+            )
+            .await;
+        assert_eq!(status, 200, "armsim hook: {body}");
+        let cont = std::process::Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()
+            .expect("kill -CONT");
+        assert!(cont.success(), "kill -CONT {pid}");
+        let out = child.wait_with_output().await.expect("wait for step");
+        // A hook that did not fire (the step made fewer requests) must not hit a later
+        // process that reuses the PID.
+        let r = env
+            .http
+            .delete(format!("{}/_sim/hooks", env.sim.url))
+            .send()
+            .await
+            .expect("DELETE /_sim/hooks");
+        assert!(r.status().is_success(), "DELETE /_sim/hooks");
+        collect_output(&self.outputs, out)
     }
 }
 
@@ -434,21 +522,26 @@ impl RunningStep {
     /// Waits for the process and collects what it produced.
     pub async fn wait(self) -> StepOutput {
         let out = self.child.wait_with_output().await.expect("wait for step");
-        let mut outputs = BTreeMap::new();
-        if let Ok(rd) = std::fs::read_dir(&self.outputs) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') {
-                    outputs.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
-                }
+        collect_output(&self.outputs, out)
+    }
+}
+
+/// Exit code, stdout, stderr and the Argo output files of a finished step.
+fn collect_output(outputs_dir: &Path, out: std::process::Output) -> StepOutput {
+    let mut outputs = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(outputs_dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                outputs.insert(name, std::fs::read_to_string(e.path()).unwrap_or_default());
             }
         }
-        StepOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            outputs,
-        }
+    }
+    StepOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        outputs,
     }
 }
 

@@ -5,8 +5,8 @@
 //! - Create (If-None-Match: *) writes a temporary file, fsyncs it and hard-links it to the final
 //!   name: atomic, never overwrites, and a reader never sees a half-written file.
 //! - Replace (If-Match) and delete-if-match run under a short-lived mutex file `<name>.cas`
-//!   (exclusive create; one left behind by a killed process is removed after
-//!   [`CAS_STALE_AFTER`]), compare the current digest with the expected one and rename a
+//!   (exclusive create; one left behind by a killed process is removed as soon as its
+//!   holder's PID is gone from `/proc`, else after [`CAS_STALE_AFTER`]), compare the current digest with the expected one and rename a
 //!   temporary file over the target.
 //!
 //! Limits: this is correct between processes on ONE host with a local file system that supports
@@ -24,8 +24,23 @@ use super::{CreateOutcome, Versioned};
 
 /// A `.cas` mutex file older than this is considered left behind by a killed process.
 pub const CAS_STALE_AFTER: Duration = Duration::from_secs(30);
-/// How long a replace waits for the `.cas` mutex before reporting the store unavailable.
-const CAS_WAIT: Duration = Duration::from_secs(10);
+/// How long a replace waits for the `.cas` mutex before reporting the store unavailable:
+/// longer than [`CAS_STALE_AFTER`], so a mutex left by a killed process never fails a waiter.
+const CAS_WAIT: Duration = Duration::from_secs(40);
+
+/// Whether a `.cas` mutex file was left by a process that is gone: it names its holder
+/// (`pid N`) and, this backend being single-host, `/proc/N` does not exist. False when that
+/// cannot be told (no `/proc`, an empty file being written): the age rule then applies.
+fn holder_is_dead(mutex: &Path) -> bool {
+    let proc_root = Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return false;
+    }
+    fs::read_to_string(mutex)
+        .ok()
+        .and_then(|t| t.trim().strip_prefix("pid ")?.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && !proc_root.join(pid.to_string()).exists())
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct FileBackend {
@@ -230,7 +245,8 @@ impl CasLock {
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .is_some_and(|age| age > CAS_STALE_AFTER);
+                        .is_some_and(|age| age > CAS_STALE_AFTER)
+                        || holder_is_dead(&path);
                     if stale {
                         tracing::warn!(path = %path.display(), "removing stale .cas mutex file");
                         let _ = fs::remove_file(&path);
@@ -348,5 +364,32 @@ mod tests {
         assert!(b.read("t", "a/x.json").await.unwrap().is_none());
         // No temporary or mutex files left behind.
         assert!(b.list("t", "a").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_mutex_left_by_a_killed_process_does_not_block_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FileBackend::new(dir.path().to_owned());
+        let CreateOutcome::Created(e1) = b.create("t", "x.json", b"1".to_vec()).await.unwrap()
+        else {
+            panic!("not created")
+        };
+        // A process that has exited: its PID is gone from /proc.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let mutex = dir.path().join("x.json.cas");
+        fs::write(&mutex, format!("pid {dead}\n")).unwrap();
+        assert!(holder_is_dead(&mutex));
+        // A fresh mutex file (age below CAS_STALE_AFTER) of a dead holder is removed at once.
+        let started = std::time::Instant::now();
+        b.replace("t", "x.json", b"2".to_vec(), &e1).await.unwrap();
+        assert!(started.elapsed() < CAS_STALE_AFTER);
+        assert!(!mutex.exists());
+        // A live holder (this process) is waited for, not removed.
+        fs::write(&mutex, format!("pid {}\n", std::process::id())).unwrap();
+        assert!(!holder_is_dead(&mutex));
+        fs::write(&mutex, "").unwrap();
+        assert!(!holder_is_dead(&mutex), "an empty mutex is being written");
     }
 }
