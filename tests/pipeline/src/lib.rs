@@ -158,6 +158,7 @@ impl Env {
                 ("NETSTEP_POLICY_POLL_MS".into(), "100".into()),
             ],
             outputs: self.dir.path().join(format!("outputs-{name}-{}", unique())),
+            launcher: Vec::new(),
         }
     }
 
@@ -265,6 +266,7 @@ pub struct StepCmd {
     args: Vec<String>,
     env: Vec<(String, String)>,
     outputs: PathBuf,
+    launcher: Vec<String>,
 }
 
 impl StepCmd {
@@ -296,9 +298,22 @@ impl StepCmd {
         self.env.push((k.into(), v.into()));
         self
     }
+    /// Runs the binary through a launcher command that execs it (e.g. `timeout -s KILL 20
+    /// prlimit --as=N --`): the step's path and arguments are appended to `launcher`.
+    pub fn launcher<S: Into<String>>(mut self, launcher: impl IntoIterator<Item = S>) -> Self {
+        self.launcher = launcher.into_iter().map(Into::into).collect();
+        self
+    }
     /// Runs the binary to completion.
     pub async fn run(self) -> StepOutput {
-        let mut cmd = tokio::process::Command::new(&self.bin);
+        let mut cmd = match self.launcher.split_first() {
+            None => tokio::process::Command::new(&self.bin),
+            Some((prog, rest)) => {
+                let mut c = tokio::process::Command::new(prog);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+        };
         cmd.args(&self.args)
             .arg(format!("--outputs-dir={}", self.outputs.display()))
             .env_remove("RUST_LOG")
