@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(back == it, "snapshot round trip changed the intent");
             assert_eq!(back.digest(), it.digest());
             // The resolved views the steps use must not panic either.
-            let _ = (it.vnets().len(), it.groups().len(), it.connectivity_configs().len());
+            let _ = (
+                it.vnets().len(),
+                it.groups().len(),
+                it.connectivity_configs().len(),
+            );
             let _ = (it.firewall_policies().len(), it.dns_links().len());
             for s in Slice::ALL {
                 let _ = it.slice_digest(s);
