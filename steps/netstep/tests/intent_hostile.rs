@@ -288,3 +288,26 @@ fn random_mutations_of_a_valid_intent_never_panic() {
         "mutations should mostly break the intent ({rejected})"
     );
 }
+
+#[test]
+fn a_tab_in_the_indentation_is_reported_on_its_own_line() {
+    // The scanner notices the tab while reading the scalar of the line before; the diagnostic
+    // names the line holding the tab.
+    let e = load(b"version: 1\nnetwork_manager:\n  name: nm\n\tlocation: westeurope\n");
+    let d = only(&e);
+    assert_eq!((d.line, d.col), (4, 1), "{e}");
+    assert!(d.message.contains("a tab in the indentation"), "{e}");
+    // A tab inside a value is not indentation: no such diagnostic.
+    let e = load(b"version: 1\nsubscription: \"a\tb\"\n");
+    assert!(!e.to_string().contains("tab in the indentation"), "{e}");
+}
+
+#[test]
+fn a_file_of_only_document_markers_is_empty() {
+    for y in ["---\n", "---\n...\n", "# c\n---\n# d\n"] {
+        let e = load(y.as_bytes());
+        let d = only(&e);
+        assert_eq!(d.line, 0, "{y:?}: {e}");
+        assert!(d.message.contains("the file is empty"), "{y:?}: {e}");
+    }
+}

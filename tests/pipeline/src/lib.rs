@@ -240,6 +240,7 @@ impl Env {
                 ("NETSTEP_POLICY_POLL_MS".into(), "100".into()),
             ],
             outputs: self.dir.path().join(format!("outputs-{name}-{}", unique())),
+            launcher: Vec::new(),
         }
     }
 
@@ -378,6 +379,7 @@ pub struct StepCmd {
     args: Vec<String>,
     env: Vec<(String, String)>,
     outputs: PathBuf,
+    launcher: Vec<String>,
 }
 
 impl StepCmd {
@@ -414,6 +416,12 @@ impl StepCmd {
         self.env.push((k.into(), v.into()));
         self
     }
+    /// Runs the binary through a launcher command that execs it (e.g. `timeout -s KILL 20
+    /// prlimit --as=N --`): the step's path and arguments are appended to `launcher`.
+    pub fn launcher<S: Into<String>>(mut self, launcher: impl IntoIterator<Item = S>) -> Self {
+        self.launcher = launcher.into_iter().map(Into::into).collect();
+        self
+    }
     fn command(&self, program: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
         cmd.env_remove("RUST_LOG")
@@ -436,7 +444,14 @@ impl StepCmd {
     /// Starts the binary without waiting (stdout and stderr captured): for tests that run
     /// several steps at once or kill one.
     pub fn spawn(self) -> RunningStep {
-        let mut cmd = self.command(&self.bin);
+        let mut cmd = match self.launcher.split_first() {
+            None => self.command(&self.bin),
+            Some((prog, rest)) => {
+                let mut c = self.command(Path::new(prog));
+                c.args(rest).arg(&self.bin);
+                c
+            }
+        };
         cmd.args(&self.args)
             .arg(format!("--outputs-dir={}", self.outputs.display()));
         let child = cmd.spawn().expect("spawn step");

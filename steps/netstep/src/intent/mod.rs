@@ -237,7 +237,9 @@ pub fn load_str(file_name: &str, text: &[u8]) -> Result<Intent, IntentError> {
     let text = yaml::decode_utf8(text).map_err(|e| IntentError::new(vec![to_diag(e)]))?;
     let root = yaml::parse(text)
         .map_err(|errs| IntentError::new(errs.into_iter().map(to_diag).collect()))?;
-    let Some(root) = root else {
+    // No document, or only document markers (`---`, `...`), which parse as one empty scalar.
+    let empty = |r: &yaml::Node| matches!(&r.kind, yaml::NodeKind::Scalar { value, plain: true } if value.is_empty());
+    let Some(root) = root.filter(|r| !empty(r)) else {
         return Err(IntentError::whole_file(
             file_name,
             "the file is empty; an intent starts with `version: 1`".into(),

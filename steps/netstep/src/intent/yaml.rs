@@ -273,6 +273,16 @@ fn parse_inner(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> 
             None => break,
             Some(Err(e)) => {
                 let m = e.marker();
+                // The scanner reports a tab where the token it was reading started (often the
+                // line before); name the line holding the tab instead.
+                if e.info().contains("tab")
+                    && let Some(pos) = indentation_tab(text, m.line())
+                {
+                    return Err(YamlError {
+                        pos,
+                        message: "YAML syntax error: a tab in the indentation; YAML indents with spaces only".to_string(),
+                    });
+                }
                 return Err(YamlError {
                     pos: Pos {
                         line: u32::try_from(m.line()).unwrap_or(u32::MAX),
@@ -397,6 +407,20 @@ fn parse_inner(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> 
         attach(&mut stack, &mut root, completed, &mut dups)?;
     }
     Ok((root, dups))
+}
+
+/// The first tab in the leading whitespace of a line, at or after 1-based line `from`.
+fn indentation_tab(text: &str, from: usize) -> Option<Pos> {
+    text.split('\n')
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, l)| {
+            let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+            l[..lead].find('\t').map(|c| Pos {
+                line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                col: u32::try_from(c + 1).unwrap_or(u32::MAX),
+            })
+        })
 }
 
 fn is_str_tag(t: &saphyr_parser::Tag) -> bool {
