@@ -168,14 +168,22 @@ async fn apply(ctx: &StepContext, work: &reconcile::Work, nm_id: &str) -> Result
         info!(configuration = %id, "writing security admin configuration");
         arm.put(id, body).await?;
     }
-    for (id, body) in &work.collection_puts {
-        info!(collection = %id, "writing rule collection");
-        arm.put(id, body).await?;
-    }
-    for w in &work.rule_puts {
+    // Collections are independent of each other, and so are the rules (once their
+    // collections exist): each kind is written concurrently, bounded.
+    netstep::concurrent::try_map_bounded(
+        &work.collection_puts,
+        netstep::concurrent::PARALLEL,
+        |(id, body)| async move {
+            info!(collection = %id, "writing rule collection");
+            arm.put(id, body).await
+        },
+    )
+    .await?;
+    netstep::concurrent::try_map_bounded(&work.rule_puts, netstep::concurrent::PARALLEL, |w| async move {
         info!(rule = %w.id, priority = %w.body["properties"]["priority"], "writing admin rule");
-        arm.put(&w.id, &w.body).await?;
-    }
+        arm.put(&w.id, &w.body).await
+    })
+    .await?;
     for id in &work.collection_deletes {
         info!(collection = %id, "deleting rule collection dropped from the intent");
         arm.delete(&force(id, work.config_deployed)).await?;
