@@ -168,8 +168,7 @@ async fn apply(ctx: &StepContext, work: &reconcile::Work, nm_id: &str) -> Result
         info!(configuration = %id, "writing security admin configuration");
         arm.put(id, body).await?;
     }
-    // Collections are independent of each other, and so are the rules (once their
-    // collections exist): each kind is written concurrently, bounded.
+    // Collections are independent of each other: written concurrently, bounded.
     netstep::concurrent::try_map_bounded(
         &work.collection_puts,
         netstep::concurrent::PARALLEL,
@@ -179,11 +178,12 @@ async fn apply(ctx: &StepContext, work: &reconcile::Work, nm_id: &str) -> Result
         },
     )
     .await?;
-    netstep::concurrent::try_map_bounded(&work.rule_puts, netstep::concurrent::PARALLEL, |w| async move {
+    // Rules one after another: their order is the safe order when rules take each other's
+    // priorities (a collection's priorities are unique at every moment).
+    for w in &work.rule_puts {
         info!(rule = %w.id, priority = %w.body["properties"]["priority"], "writing admin rule");
-        arm.put(&w.id, &w.body).await
-    })
-    .await?;
+        arm.put(&w.id, &w.body).await?;
+    }
     for id in &work.collection_deletes {
         info!(collection = %id, "deleting rule collection dropped from the intent");
         arm.delete(&force(id, work.config_deployed)).await?;

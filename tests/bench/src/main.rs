@@ -48,6 +48,10 @@ struct Args {
     /// Do not run `cargo build --release` first (use the binaries in --bin-dir as they are).
     #[arg(long)]
     no_build: bool,
+    /// Run nothing: merge these results files (their sizes, in order) into --out and print
+    /// the table (e.g. sizes measured in separate invocations).
+    #[arg(long, value_delimiter = ',')]
+    merge: Vec<PathBuf>,
 }
 
 /// Azure's durations at time scale 1 (seconds): a typical ARM LRO (firewall policy, DNS zone
@@ -82,6 +86,9 @@ fn run(args: Args) -> Result<()> {
         .map(|s| Size::parse(s).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
     let root = workspace_root();
+    if !args.merge.is_empty() {
+        return merge(&args.merge, &root.join(&args.out));
+    }
     let bin_dir = args
         .bin_dir
         .clone()
@@ -160,6 +167,27 @@ fn run(args: Args) -> Result<()> {
     println!();
     print_table(&doc);
     eprintln!("netstep-bench: results in {}", out.display());
+    Ok(())
+}
+
+fn merge(files: &[PathBuf], out: &Path) -> Result<()> {
+    let mut doc = Value::Null;
+    let mut sizes = Vec::new();
+    for p in files {
+        let d: Value = serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?,
+        )
+        .with_context(|| format!("{}", p.display()))?;
+        if doc.is_null() {
+            doc = d.clone();
+        } else if d["settings"] != doc["settings"] {
+            bail!("{}: measured with other settings than {}", p.display(), files[0].display());
+        }
+        sizes.extend(d["sizes"].as_array().cloned().unwrap_or_default());
+    }
+    doc["sizes"] = Value::Array(sizes);
+    std::fs::write(out, serde_json::to_string_pretty(&doc)?)?;
+    print_table(&doc);
     Ok(())
 }
 
@@ -343,6 +371,7 @@ fn run_phase(
         .map(|a| a.iter().skip(*log_seen).cloned().collect())
         .unwrap_or_default();
     *log_seen += entries.len();
+    std::fs::write(pdir.join("armsim-log.json"), serde_json::to_string(&entries)?)?;
     let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
     let mut by_op = BTreeMap::new();
     if let (Some(a), Some(b)) = (after["by_operation"].as_object(), before["by_operation"].as_object()) {
@@ -372,6 +401,7 @@ fn run_phase(
     let rss = read_rss(&rss_log);
     let mut steps = Vec::new();
     let mut bounds = BTreeMap::new();
+    let mut sequential_sum = 0.0;
     for t in tasks {
         let Some(bin) = &t.binary else { continue };
         let mine: Vec<&Value> = entries
@@ -381,6 +411,7 @@ fn run_phase(
         let req = model::Requests::from_log(&mine);
         let chain = model::step_chain(&t.name, &req, knobs);
         bounds.insert(t.name.clone(), chain.seconds);
+        sequential_sum += model::sequential_seconds(&req, knobs);
         steps.push(json!({
             "task": t.name,
             "binary": bin,
@@ -397,15 +428,21 @@ fn run_phase(
     let budget_w = ((writes - 200.0).max(0.0)) / 10.0;
     let budget_r = ((reads - 250.0).max(0.0)) / 25.0;
     let bound = lat_path.max(budget_w).max(budget_r);
-    let all: Vec<&Value> = entries.iter().collect();
-    let all_req = model::Requests::from_log(&all);
-    let sequential = model::sequential_seconds(&all_req, knobs);
+    // The converging steps alone (verify reads every VNet's effective configuration by
+    // design: AVNM has no bulk membership API).
+    let converge: Vec<&Value> = entries
+        .iter()
+        .filter(|e| !e["user_agent"].as_str().is_some_and(|u| u.ends_with(" verify")))
+        .collect();
+    let converge_req = model::Requests::from_log(&converge);
+    let sequential = sequential_sum;
     Ok(json!({
         "phase": name,
         "run_key": run_key,
         "outcome": report["phase"],
         "wall_s": wall,
         "requests": totals,
+        "requests_without_verify": converge_req.to_json(),
         "bound": {
             "seconds": bound,
             "latency_critical_path_s": lat_path,
@@ -468,6 +505,10 @@ fn first_request_ms(spawns: &[(f64, String)], bin: &str, mine: &[&Value]) -> Opt
     worst
 }
 
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
@@ -488,11 +529,11 @@ fn print_table(doc: &Value) {
                 "{:<7} {:<15} {:>6} {:>6} {:>6} {:>5} {:>4} {:>8.1} {:>8.1} {:>6.2} {:>8.1} {:>6.1}",
                 s["size"].as_str().unwrap_or(""),
                 p["phase"].as_str().unwrap_or(""),
-                r["requests"],
-                r["reads"],
-                r["writes"].as_u64().unwrap_or(0) + r["deletes"].as_u64().unwrap_or(0),
-                r["polls"],
-                r["throttled_429"],
+                u(&r["requests"]),
+                u(&r["reads"]),
+                u(&r["writes"]) + u(&r["deletes"]),
+                u(&r["polls"]),
+                u(&r["throttled_429"]),
                 f(&p["wall_s"]),
                 f(&p["bound"]["seconds"]),
                 f(&p["wall_over_bound"]),
@@ -500,12 +541,16 @@ fn print_table(doc: &Value) {
                 f(&p["speedup_vs_sequential"]),
             );
         }
+        let managed = s["managed_resources"].as_f64().unwrap_or(1.0);
+        let noop = |i: usize, k: &str| s["phases"][i][k]["requests"].as_f64().unwrap_or(0.0);
         println!(
-            "{:<7} managed resources {}; no-op requests / managed: infra {:.3}",
+            "{:<7} managed resources {}; no-op requests / managed: infra {:.3} (without verify {:.3}), fw-policy {:.3} (without verify {:.3})",
             s["size"].as_str().unwrap_or(""),
             s["managed_resources"],
-            s["phases"][1]["requests"]["requests"].as_f64().unwrap_or(0.0)
-                / s["managed_resources"].as_f64().unwrap_or(1.0),
+            noop(1, "requests") / managed,
+            noop(1, "requests_without_verify") / managed,
+            noop(3, "requests") / managed,
+            noop(3, "requests_without_verify") / managed,
         );
     }
     println!();

@@ -14,6 +14,20 @@ const POLL_SEGS: &[&str] = &[
     "/privatednsoperationresults/",
 ];
 
+/// Resource types whose PUT is a long-running operation in ARM (and armsim): the writer
+/// polls until it settles. Others answer 200/201 synchronously.
+fn is_lro_type(op: &str) -> bool {
+    const LRO: &[&str] = &[
+        "firewallPolicies",
+        "ruleCollectionGroups",
+        "azureFirewalls",
+        "privateDnsZones",
+        "virtualNetworkLinks",
+        "POST commit",
+    ];
+    LRO.iter().any(|t| op.ends_with(t))
+}
+
 /// Requests of one step (or a whole phase), classified as armsim classifies them.
 #[derive(Debug, Default)]
 pub struct Requests {
@@ -22,6 +36,8 @@ pub struct Requests {
     pub writes: u64,
     pub deletes: u64,
     pub throttled: u64,
+    /// POST `list*` actions (read-only, but ARM and armsim count them as writes).
+    pub list_actions: u64,
     /// Writes answered 201/202 with an operation to wait for (LROs), by operation label.
     pub lros: BTreeMap<String, u64>,
     /// Successful writes by operation label (`PUT networkGroups`, `POST commit`, ...).
@@ -44,12 +60,16 @@ impl Requests {
                 _ if poll => r.polls += 1,
                 "GET" | "HEAD" => r.reads += 1,
                 "DELETE" => r.deletes += 1,
+                _ if op.starts_with("POST list") => {
+                    r.writes += 1;
+                    r.list_actions += 1;
+                }
                 _ => {
                     r.writes += 1;
                     if (200..300).contains(&status) {
                         *r.write_ops.entry(op.clone()).or_default() += 1;
                     }
-                    if status == 201 || status == 202 {
+                    if (status == 201 || status == 202) && is_lro_type(&op) {
                         *r.lros.entry(op).or_default() += 1;
                     }
                 }
@@ -65,7 +85,8 @@ impl Requests {
     pub fn to_json(&self) -> Value {
         json!({
             "requests": self.total(), "reads": self.reads + self.polls, "polls": self.polls,
-            "writes": self.writes, "deletes": self.deletes, "throttled_429": self.throttled,
+            "writes": self.writes, "list_actions_in_writes": self.list_actions,
+            "deletes": self.deletes, "throttled_429": self.throttled,
             "write_ops": self.write_ops, "lros": self.lros,
         })
     }
@@ -114,14 +135,40 @@ fn phases(task: &str) -> &'static [&'static [&'static str]] {
             &["PUT privateDnsZones"],
             &["PUT virtualNetworkLinks", "PUT A", "PATCH virtualNetworkLinks"],
         ],
-        // Parent policy, its rule collection groups and the children (children need only the
-        // parent), then the firewall associations (need the children).
-        "fw-policy" => &[
-            &["PUT firewallPolicies"],
-            &["PUT ruleCollectionGroups"],
-            &["PUT azureFirewalls", "PATCH azureFirewalls"],
-        ],
+        // fw-policy: see `fw_policy_chain`.
         _ => &[],
+    }
+}
+
+/// fw-policy: parent policy (LRO) → its rule collection groups one after another (ARM
+/// serialises writes under one policy) → the child policies (LROs, need the parent) → the
+/// firewall associations (read-modify-write: GET, then PUT, an LRO when Azure says so).
+fn fw_policy_chain(req: &Requests, k: Knobs, rounds: &mut Vec<String>, waits: &mut f64) {
+    let lro = k.lro_ms as f64 / 1000.0;
+    let policies = req.write_ops.get("PUT firewallPolicies").copied().unwrap_or(0);
+    let rcgs = req.write_ops.get("PUT ruleCollectionGroups").copied().unwrap_or(0);
+    let fws = req.write_ops.get("PUT azureFirewalls").copied().unwrap_or(0);
+    let lro_round = |name: &str, rounds: &mut Vec<String>, waits: &mut f64| {
+        rounds.push(name.to_string());
+        rounds.push("LRO poll".into());
+        *waits += lro;
+    };
+    if policies > 0 {
+        lro_round("PUT parent policy", rounds, waits);
+    }
+    for _ in 0..rcgs {
+        lro_round("PUT ruleCollectionGroups (serial)", rounds, waits);
+    }
+    if policies > 1 {
+        lro_round("PUT child policies", rounds, waits);
+    }
+    if fws > 0 {
+        rounds.push("GET firewalls".into());
+        if req.lros.contains_key("PUT azureFirewalls") {
+            lro_round("PUT firewalls", rounds, waits);
+        } else {
+            rounds.push("PUT firewalls".into());
+        }
     }
 }
 
@@ -130,10 +177,18 @@ pub fn step_chain(task: &str, req: &Requests, k: Knobs) -> Chain {
     let lat = k.latency_ms as f64 / 1000.0;
     let mut rounds = Vec::new();
     let mut waits = 0.0;
-    if req.reads > 0 {
+    if req.reads > 0 || req.list_actions > 0 {
         rounds.push("read".to_string());
     }
+    // verify reads the effective configurations of the VNets it listed: a second round.
+    if task == "verify" && req.list_actions > 0 {
+        rounds.push("effective (per VNet)".to_string());
+    }
     let mut seen: BTreeSet<&str> = BTreeSet::new();
+    if task == "fw-policy" {
+        fw_policy_chain(req, k, &mut rounds, &mut waits);
+        seen.extend(["PUT firewallPolicies", "PUT ruleCollectionGroups", "PUT azureFirewalls"]);
+    }
     let model = phases(task);
     let is_lro = |op: &str| req.lros.contains_key(op);
     for phase in model {
@@ -147,24 +202,18 @@ pub fn step_chain(task: &str, req: &Requests, k: Knobs) -> Chain {
         }
         seen.extend(present.iter().copied());
         rounds.push(present.join(" | "));
-        // Firewall-policy children share their parent's write lock: ARM serialises writes
-        // under one policy, so rule collection groups of a policy are one LRO after another.
-        let serial = if task == "fw-policy" && present.contains(&"PUT ruleCollectionGroups") {
-            req.write_ops.get("PUT ruleCollectionGroups").copied().unwrap_or(1) as f64
-                / req.write_ops.get("PUT firewallPolicies").copied().unwrap_or(1).max(1) as f64
-        } else {
-            1.0
-        };
-        if present.iter().any(|op| *op == "POST commit") {
+        if present.contains(&"POST commit") {
+            // AVNM takes one commit at a time per network manager (a concurrent one is refused
+            // with 409): one round per commit, then the deployment.
+            let commits = req.write_ops.get("POST commit").copied().unwrap_or(1);
+            for _ in 1..commits {
+                rounds.push("POST commit (serial)".into());
+            }
             waits += k.deploy_ms as f64 / 1000.0;
             rounds.push("deployment status".into());
         } else if present.iter().any(|op| is_lro(op)) {
-            waits += serial * k.lro_ms as f64 / 1000.0;
+            waits += k.lro_ms as f64 / 1000.0;
             rounds.push("LRO poll".into());
-            for _ in 1..serial.ceil() as usize {
-                rounds.push("serialised LRO".into());
-                rounds.push("LRO poll".into());
-            }
         }
         if present.iter().any(|op| *op == "PUT policyAssignments") {
             waits += k.policy_ms as f64 / 1000.0;
@@ -189,12 +238,19 @@ pub fn step_chain(task: &str, req: &Requests, k: Knobs) -> Chain {
     }
 }
 
-/// The same requests one at a time: every non-poll request's mean latency, plus every wait
-/// in full (each LRO, each deployment, the policy evaluation), polls not counted (they
-/// overlap the waits). A lower estimate of a sequential client.
+/// The same requests of one step one at a time: every non-poll request's mean latency, plus
+/// every LRO's duration in full, one deployment wait if the step commits, the policy
+/// evaluation if it assigned policies; polls are not counted (they overlap the waits). A
+/// lower estimate of a one-request-at-a-time client; the phase's figure is the sum over its
+/// steps (run one after another).
 pub fn sequential_seconds(req: &Requests, k: Knobs) -> f64 {
     let lat = k.latency_ms as f64 / 1000.0;
-    let commits = req.write_ops.get("POST commit").copied().unwrap_or(0) as f64;
+    // The commits of a step are waited for together (one deployment wait per step).
+    let commits = if req.write_ops.contains_key("POST commit") {
+        1.0
+    } else {
+        0.0
+    };
     let lros: u64 = req
         .lros
         .iter()
