@@ -547,10 +547,11 @@ impl Wave {
             Op::Policy { .. } => Wave::Child,
             Op::Rcg { .. } => Wave::Rcg,
             Op::Associate {
-                policy_id: Some(_),
-                ..
+                policy_id: Some(_), ..
             } => Wave::Associate,
-            Op::Associate { policy_id: None, .. } => Wave::Dissociate,
+            Op::Associate {
+                policy_id: None, ..
+            } => Wave::Dissociate,
             Op::Delete { id } if id.to_ascii_lowercase().contains("/rulecollectiongroups/") => {
                 Wave::DeleteRcg
             }
@@ -732,7 +733,10 @@ mod tests {
             body: json!({}),
         };
         assert_eq!(Wave::of(&put(&parent.to_uppercase()), parent), Wave::Parent);
-        assert_eq!(Wave::of(&put("/x/firewallPolicies/fwp-globojava-eastus"), parent), Wave::Child);
+        assert_eq!(
+            Wave::of(&put("/x/firewallPolicies/fwp-globojava-eastus"), parent),
+            Wave::Child
+        );
         let rcg = Op::Rcg {
             id: format!("{parent}/ruleCollectionGroups/rcg-platform"),
             body: json!({}),
@@ -747,7 +751,9 @@ mod tests {
             policy_id: Some("/x/firewallPolicies/fwp-globojava-eastus".into()),
         };
         assert_eq!(Wave::of(&assoc, parent), Wave::Associate);
-        assert!(!Wave::Parent.concurrent() && !Wave::Rcg.concurrent() && !Wave::DeleteRcg.concurrent());
+        assert!(
+            !Wave::Parent.concurrent() && !Wave::Rcg.concurrent() && !Wave::DeleteRcg.concurrent()
+        );
         assert!(Wave::Child.concurrent() && Wave::Associate.concurrent());
     }
 

@@ -370,12 +370,16 @@ async fn reconcile(ctx: &StepContext, prune: bool, lock: Option<&LockGuard>) -> 
 
     // The configurations are independent of each other: written concurrently, bounded (the
     // client's write bucket paces them).
-    netstep::concurrent::try_map_bounded(&cp.writes, netstep::concurrent::PARALLEL, |d| async move {
-        check_lock(lock)?;
-        info!(configuration = %d.name, id = %d.id, "writing connectivity configuration");
-        ctx.arm.put(&d.id, &d.body).await?;
-        Ok::<_, Error>(())
-    })
+    netstep::concurrent::try_map_bounded(
+        &cp.writes,
+        netstep::concurrent::PARALLEL,
+        |d| async move {
+            check_lock(lock)?;
+            info!(configuration = %d.name, id = %d.id, "writing connectivity configuration");
+            ctx.arm.put(&d.id, &d.body).await?;
+            Ok::<_, Error>(())
+        },
+    )
     .await?;
 
     let batches = avnm::batch_commits(&goal, &commits);

@@ -28,36 +28,33 @@ where
     Fut: std::future::Future<Output = Result<R, E>>,
 {
     let failed = Arc::new(AtomicBool::new(false));
-    let mut done: Vec<(usize, Option<Result<R, E>>)> = futures::stream::iter(items.iter().enumerate())
-        .map(|(i, item)| {
-            let failed = failed.clone();
-            let fut = f(item);
-            async move {
-                if failed.load(Ordering::Relaxed) {
-                    return (i, None);
+    let mut done: Vec<(usize, Option<Result<R, E>>)> =
+        futures::stream::iter(items.iter().enumerate())
+            .map(|(i, item)| {
+                let failed = failed.clone();
+                let fut = f(item);
+                async move {
+                    if failed.load(Ordering::Relaxed) {
+                        return (i, None);
+                    }
+                    let r = fut.await;
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    (i, Some(r))
                 }
-                let r = fut.await;
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                (i, Some(r))
-            }
-        })
-        .buffer_unordered(limit.max(1))
-        .collect()
-        .await;
+            })
+            .buffer_unordered(limit.max(1))
+            .collect()
+            .await;
     done.sort_by_key(|(i, _)| *i);
     let mut out = Vec::with_capacity(items.len());
     let mut first_err = None;
     for (_, r) in done {
         match r {
             Some(Ok(v)) => out.push(v),
-            Some(Err(e)) => {
-                if first_err.is_none() {
-                    first_err = Some(e);
-                }
-            }
-            None => {}
+            Some(Err(e)) if first_err.is_none() => first_err = Some(e),
+            Some(Err(_)) | None => {}
         }
     }
     match first_err {
@@ -112,6 +109,9 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err, "failed 3");
-        assert!(started.load(Ordering::SeqCst) < 10, "kept starting after the failure");
+        assert!(
+            started.load(Ordering::SeqCst) < 10,
+            "kept starting after the failure"
+        );
     }
 }

@@ -379,7 +379,11 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
     let mut b = ArmClient::builder()
         .endpoint(args.arm_endpoint.clone())
         .credential(credential)
-        .user_agent(format!("netstep/{} {binary}", env!("CARGO_PKG_VERSION")).trim_end().to_string());
+        .user_agent(
+            format!("netstep/{} {binary}", env!("CARGO_PKG_VERSION"))
+                .trim_end()
+                .to_string(),
+        );
     if let Some(dir) = &args.record_traffic {
         b = b.record_traffic(dir.clone());
     }

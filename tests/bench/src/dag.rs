@@ -161,12 +161,22 @@ mod tests {
     fn the_real_pipelines_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let dir = tempfile_dir();
-        for b in ["tag-groups", "mesh-connect", "admin-rules", "dns-link", "verify", "fw-policy"] {
+        for b in [
+            "tag-groups",
+            "mesh-connect",
+            "admin-rules",
+            "dns-link",
+            "verify",
+            "fw-policy",
+        ] {
             std::fs::write(dir.join(b), "").unwrap();
         }
         let tasks = load(&root.join("workflows/pipeline-infra.yaml"), &dir).unwrap();
         let verify = tasks.iter().find(|t| t.name == "verify").unwrap();
-        assert!(verify.deps.contains(&"admin-rules".to_string()), "{tasks:?}");
+        assert!(
+            verify.deps.contains(&"admin-rules".to_string()),
+            "{tasks:?}"
+        );
         let tg = tasks.iter().find(|t| t.name == "tag-groups").unwrap();
         assert_eq!(tg.binary.as_deref(), Some("tag-groups"));
         assert_eq!(tg.deps, ["snapshot"]);

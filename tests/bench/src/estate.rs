@@ -392,11 +392,7 @@ mod tests {
             assert_eq!(zones.len(), zone_count(size), "{s}");
             let mut linked = 0;
             for z in zones {
-                let n = z
-                    .links
-                    .vnets
-                    .as_ref()
-                    .map_or(size.vnets(), |v| v.len());
+                let n = z.links.vnets.as_ref().map_or(size.vnets(), |v| v.len());
                 assert!(n <= LINKS_PER_ZONE, "{s}: zone {} has {n} links", z.name);
                 linked += n;
             }

@@ -73,7 +73,9 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.join("../..").canonicalize().unwrap_or(here.join("../.."))
+    here.join("../..")
+        .canonicalize()
+        .unwrap_or(here.join("../.."))
 }
 
 fn run(args: Args) -> Result<()> {
@@ -139,7 +141,11 @@ fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let mut results = Vec::new();
     for size in &sizes {
-        eprintln!("netstep-bench: size {} ({} VNets)", size.label(), size.vnets());
+        eprintln!(
+            "netstep-bench: size {} ({} VNets)",
+            size.label(),
+            size.vnets()
+        );
         let r = bench_size(&root, &bin_dir, &out_dir, *size, knobs, &pipelines, &dags)?;
         print_size(&r);
         results.push(r);
@@ -181,7 +187,11 @@ fn merge(files: &[PathBuf], out: &Path) -> Result<()> {
         if doc.is_null() {
             doc = d.clone();
         } else if d["settings"] != doc["settings"] {
-            bail!("{}: measured with other settings than {}", p.display(), files[0].display());
+            bail!(
+                "{}: measured with other settings than {}",
+                p.display(),
+                files[0].display()
+            );
         }
         sizes.extend(d["sizes"].as_array().cloned().unwrap_or_default());
     }
@@ -240,7 +250,12 @@ fn bench_size(
     }
     let state = dir.join("state");
     std::fs::create_dir_all(&state)?;
-    let sim = Armsim::start(bin_dir, &dir.join("world.json"), knobs, &dir.join("armsim.log"))?;
+    let sim = Armsim::start(
+        bin_dir,
+        &dir.join("world.json"),
+        knobs,
+        &dir.join("armsim.log"),
+    )?;
     let mut phases = Vec::new();
     let mut log_seen = 0usize;
     for (pipeline, path) in pipelines {
@@ -275,7 +290,13 @@ fn bench_size(
 
 /// Writes `<dir>/<binary>` wrappers: each records its spawn time and arguments, then runs the
 /// real binary under `/usr/bin/time -f %M` (peak RSS from the child's wait4 rusage).
-fn write_wrappers(bin_dir: &Path, wrap: &Path, binaries: &[String], spawn_log: &Path, rss_log: &Path) -> Result<()> {
+fn write_wrappers(
+    bin_dir: &Path,
+    wrap: &Path,
+    binaries: &[String],
+    spawn_log: &Path,
+    rss_log: &Path,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(wrap)?;
     for b in binaries {
@@ -371,10 +392,16 @@ fn run_phase(
         .map(|a| a.iter().skip(*log_seen).cloned().collect())
         .unwrap_or_default();
     *log_seen += entries.len();
-    std::fs::write(pdir.join("armsim-log.json"), serde_json::to_string(&entries)?)?;
+    std::fs::write(
+        pdir.join("armsim-log.json"),
+        serde_json::to_string(&entries)?,
+    )?;
     let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
     let mut by_op = BTreeMap::new();
-    if let (Some(a), Some(b)) = (after["by_operation"].as_object(), before["by_operation"].as_object()) {
+    if let (Some(a), Some(b)) = (
+        after["by_operation"].as_object(),
+        before["by_operation"].as_object(),
+    ) {
         for (k, v) in a {
             let d = v.as_u64().unwrap_or(0) - b.get(k).and_then(Value::as_u64).unwrap_or(0);
             if d > 0 {
@@ -393,7 +420,12 @@ fn run_phase(
         .as_array()
         .map(|ns| {
             ns.iter()
-                .filter_map(|n| Some((n["name"].as_str()?.to_string(), n["durationSeconds"].as_f64()?)))
+                .filter_map(|n| {
+                    Some((
+                        n["name"].as_str()?.to_string(),
+                        n["durationSeconds"].as_f64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -406,7 +438,11 @@ fn run_phase(
         let Some(bin) = &t.binary else { continue };
         let mine: Vec<&Value> = entries
             .iter()
-            .filter(|e| e["user_agent"].as_str().is_some_and(|u| u.rsplit(' ').next() == Some(bin.as_str())))
+            .filter(|e| {
+                e["user_agent"]
+                    .as_str()
+                    .is_some_and(|u| u.rsplit(' ').next() == Some(bin.as_str()))
+            })
             .collect();
         let req = model::Requests::from_log(&mine);
         let chain = model::step_chain(&t.name, &req, knobs);
@@ -432,7 +468,11 @@ fn run_phase(
     // design: AVNM has no bulk membership API).
     let converge: Vec<&Value> = entries
         .iter()
-        .filter(|e| !e["user_agent"].as_str().is_some_and(|u| u.ends_with(" verify")))
+        .filter(|e| {
+            !e["user_agent"]
+                .as_str()
+                .is_some_and(|u| u.ends_with(" verify"))
+        })
         .collect();
     let converge_req = model::Requests::from_log(&converge);
     let sequential = sequential_sum;
@@ -520,7 +560,18 @@ fn print_size(r: &Value) {
 fn print_table(doc: &Value) {
     println!(
         "{:<7} {:<15} {:>6} {:>6} {:>6} {:>5} {:>4} {:>8} {:>8} {:>6} {:>8} {:>6}",
-        "size", "phase", "reqs", "reads", "writes", "polls", "429", "wall s", "bound s", "ratio", "seq s", "x seq"
+        "size",
+        "phase",
+        "reqs",
+        "reads",
+        "writes",
+        "polls",
+        "429",
+        "wall s",
+        "bound s",
+        "ratio",
+        "seq s",
+        "x seq"
     );
     for s in doc["sizes"].as_array().into_iter().flatten() {
         for p in s["phases"].as_array().into_iter().flatten() {

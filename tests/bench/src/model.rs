@@ -116,7 +116,12 @@ fn phases(task: &str) -> &'static [&'static [&'static str]] {
         // Groups first (the policy's effect names them), then the policy definition, then
         // its assignment; VNet tags are independent of AVNM and go with the groups.
         "tag-groups" => &[
-            &["PUT networkGroups", "PATCH virtualNetworks", "PUT virtualNetworks", "PUT networkManagers"],
+            &[
+                "PUT networkGroups",
+                "PATCH virtualNetworks",
+                "PUT virtualNetworks",
+                "PUT networkManagers",
+            ],
             &["PUT policyDefinitions"],
             &["PUT policyAssignments"],
             &["PUT staticMembers"],
@@ -133,7 +138,11 @@ fn phases(task: &str) -> &'static [&'static [&'static str]] {
         // The zone, then its links and records (independent of each other).
         "dns-link" => &[
             &["PUT privateDnsZones"],
-            &["PUT virtualNetworkLinks", "PUT A", "PATCH virtualNetworkLinks"],
+            &[
+                "PUT virtualNetworkLinks",
+                "PUT A",
+                "PATCH virtualNetworkLinks",
+            ],
         ],
         // fw-policy: see `fw_policy_chain`.
         _ => &[],
@@ -145,9 +154,21 @@ fn phases(task: &str) -> &'static [&'static [&'static str]] {
 /// firewall associations (read-modify-write: GET, then PUT, an LRO when Azure says so).
 fn fw_policy_chain(req: &Requests, k: Knobs, rounds: &mut Vec<String>, waits: &mut f64) {
     let lro = k.lro_ms as f64 / 1000.0;
-    let policies = req.write_ops.get("PUT firewallPolicies").copied().unwrap_or(0);
-    let rcgs = req.write_ops.get("PUT ruleCollectionGroups").copied().unwrap_or(0);
-    let fws = req.write_ops.get("PUT azureFirewalls").copied().unwrap_or(0);
+    let policies = req
+        .write_ops
+        .get("PUT firewallPolicies")
+        .copied()
+        .unwrap_or(0);
+    let rcgs = req
+        .write_ops
+        .get("PUT ruleCollectionGroups")
+        .copied()
+        .unwrap_or(0);
+    let fws = req
+        .write_ops
+        .get("PUT azureFirewalls")
+        .copied()
+        .unwrap_or(0);
     let lro_round = |name: &str, rounds: &mut Vec<String>, waits: &mut f64| {
         rounds.push(name.to_string());
         rounds.push("LRO poll".into());
@@ -187,7 +208,11 @@ pub fn step_chain(task: &str, req: &Requests, k: Knobs) -> Chain {
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     if task == "fw-policy" {
         fw_policy_chain(req, k, &mut rounds, &mut waits);
-        seen.extend(["PUT firewallPolicies", "PUT ruleCollectionGroups", "PUT azureFirewalls"]);
+        seen.extend([
+            "PUT firewallPolicies",
+            "PUT ruleCollectionGroups",
+            "PUT azureFirewalls",
+        ]);
     }
     let model = phases(task);
     let is_lro = |op: &str| req.lros.contains_key(op);
@@ -215,7 +240,7 @@ pub fn step_chain(task: &str, req: &Requests, k: Knobs) -> Chain {
             waits += k.lro_ms as f64 / 1000.0;
             rounds.push("LRO poll".into());
         }
-        if present.iter().any(|op| *op == "PUT policyAssignments") {
+        if present.contains(&"PUT policyAssignments") {
             waits += k.policy_ms as f64 / 1000.0;
             rounds.push("membership".into());
         }

@@ -80,7 +80,10 @@ impl Armsim {
         if !head.starts_with("HTTP/1.1 200") {
             bail!("armsim {path}: {}", head.lines().next().unwrap_or_default());
         }
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             bail!("armsim {path}: chunked responses are not expected");
         }
         serde_json::from_slice(&buf[split + 4..]).with_context(|| format!("armsim {path}"))
