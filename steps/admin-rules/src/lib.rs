@@ -168,10 +168,18 @@ async fn apply(ctx: &StepContext, work: &reconcile::Work, nm_id: &str) -> Result
         info!(configuration = %id, "writing security admin configuration");
         arm.put(id, body).await?;
     }
-    for (id, body) in &work.collection_puts {
-        info!(collection = %id, "writing rule collection");
-        arm.put(id, body).await?;
-    }
+    // Collections are independent of each other: written concurrently, bounded.
+    netstep::concurrent::try_map_bounded(
+        &work.collection_puts,
+        netstep::concurrent::PARALLEL,
+        |(id, body)| async move {
+            info!(collection = %id, "writing rule collection");
+            arm.put(id, body).await
+        },
+    )
+    .await?;
+    // Rules one after another: their order is the safe order when rules take each other's
+    // priorities (a collection's priorities are unique at every moment).
     for w in &work.rule_puts {
         info!(rule = %w.id, priority = %w.body["properties"]["priority"], "writing admin rule");
         arm.put(&w.id, &w.body).await?;

@@ -525,36 +525,105 @@ async fn associate(arm: &ArmClient, firewall_id: &str, policy_id: Option<&str>) 
     unreachable!("the loop returns on its last attempt")
 }
 
-async fn apply_ops(arm: &ArmClient, ops: &[Op], prune: bool) -> Result<usize> {
-    let mut skipped = 0;
-    for (i, op) in ops.iter().enumerate() {
-        if op.is_prune() && !prune {
-            skipped += 1;
-            continue;
-        }
-        let n = i + 1;
+/// How a write may run beside the writes next to it: ARM serialises writes under one firewall
+/// policy (its rule collection groups), so those run one after another; child policies (which
+/// need the parent written first), firewall associations and deletions of whole policies are
+/// independent of each other and run concurrently, [`netstep::concurrent::PARALLEL`] at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wave {
+    Parent,
+    Rcg,
+    Child,
+    Associate,
+    Dissociate,
+    DeletePolicy,
+    DeleteRcg,
+}
+
+impl Wave {
+    fn of(op: &Op, parent_id: &str) -> Wave {
         match op {
-            Op::Policy { id, body } => {
-                info!(step = n, resource = %id, "writing firewall policy (long-running; waiting)");
-                arm.put(id, body).await?;
-            }
-            Op::Rcg { id, body } => {
-                info!(step = n, resource = %id, "writing rule collection group (long-running; waiting)");
-                arm.put(id, body).await?;
-            }
+            Op::Policy { id, .. } if id.eq_ignore_ascii_case(parent_id) => Wave::Parent,
+            Op::Policy { .. } => Wave::Child,
+            Op::Rcg { .. } => Wave::Rcg,
             Op::Associate {
-                firewall_id,
-                policy_id,
-            } => {
-                info!(step = n, firewall = %firewall_id, policy = ?policy_id, "setting the firewall's policy association");
-                associate(arm, firewall_id, policy_id.as_deref()).await?;
+                policy_id: Some(_), ..
+            } => Wave::Associate,
+            Op::Associate {
+                policy_id: None, ..
+            } => Wave::Dissociate,
+            Op::Delete { id } if id.to_ascii_lowercase().contains("/rulecollectiongroups/") => {
+                Wave::DeleteRcg
             }
-            Op::Delete { id } => {
-                info!(step = n, resource = %id, "deleting (pruned from the intent)");
-                arm.delete(id).await?;
-            }
+            Op::Delete { .. } => Wave::DeletePolicy,
         }
-        info!(step = n, of = ops.len(), "write done");
+    }
+    fn concurrent(self) -> bool {
+        matches!(
+            self,
+            Wave::Child | Wave::Associate | Wave::Dissociate | Wave::DeletePolicy
+        )
+    }
+}
+
+async fn apply_one(arm: &ArmClient, n: usize, of: usize, op: &Op) -> Result<()> {
+    match op {
+        Op::Policy { id, body } => {
+            info!(step = n, resource = %id, "writing firewall policy (long-running; waiting)");
+            arm.put(id, body).await?;
+        }
+        Op::Rcg { id, body } => {
+            info!(step = n, resource = %id, "writing rule collection group (long-running; waiting)");
+            arm.put(id, body).await?;
+        }
+        Op::Associate {
+            firewall_id,
+            policy_id,
+        } => {
+            info!(step = n, firewall = %firewall_id, policy = ?policy_id, "setting the firewall's policy association");
+            associate(arm, firewall_id, policy_id.as_deref()).await?;
+        }
+        Op::Delete { id } => {
+            info!(step = n, resource = %id, "deleting (pruned from the intent)");
+            arm.delete(id).await?;
+        }
+    }
+    info!(step = n, of, "write done");
+    Ok(())
+}
+
+/// Applies `ops` in order, wave by wave: consecutive writes of one concurrent kind run
+/// together (bounded), the others one at a time. Prune writes are skipped without `prune`.
+async fn apply_ops(arm: &ArmClient, ops: &[Op], prune: bool, parent_id: &str) -> Result<usize> {
+    let skipped = ops.iter().filter(|op| op.is_prune() && !prune).count();
+    let todo: Vec<(usize, &Op)> = ops
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| prune || !op.is_prune())
+        .map(|(i, op)| (i + 1, op))
+        .collect();
+    let of = ops.len();
+    let mut rest = &todo[..];
+    while let Some((_, first)) = rest.first() {
+        let wave = Wave::of(first, parent_id);
+        let len = if wave.concurrent() {
+            rest.iter()
+                .take_while(|(_, op)| Wave::of(op, parent_id) == wave)
+                .count()
+        } else {
+            1
+        };
+        let (now, later) = rest.split_at(len);
+        if len == 1 {
+            apply_one(arm, now[0].0, of, now[0].1).await?;
+        } else {
+            info!(?wave, writes = len, "writing concurrently");
+            netstep::concurrent::try_map_bounded(now, netstep::concurrent::PARALLEL, |(n, op)| {
+                apply_one(arm, *n, of, op)
+            })
+            .await?;
+        }
+        rest = later;
     }
     Ok(skipped)
 }
@@ -616,7 +685,7 @@ pub async fn run(args: Args) -> Result<Outcome> {
     }
 
     if ctx.apply() {
-        let skipped = apply_ops(&ctx.arm, &planned.ops, prune).await?;
+        let skipped = apply_ops(&ctx.arm, &planned.ops, prune, &policies[0].id).await?;
         if skipped > 0 {
             warn!(
                 skipped,
@@ -655,6 +724,38 @@ mod tests {
     use super::*;
 
     const INTENT: &str = "../../examples/globojava/intent.yaml";
+
+    #[test]
+    fn waves_keep_writes_under_one_policy_serial_and_run_the_rest_concurrently() {
+        let parent = "/x/firewallPolicies/fwp-globojava-global";
+        let put = |id: &str| Op::Policy {
+            id: id.into(),
+            body: json!({}),
+        };
+        assert_eq!(Wave::of(&put(&parent.to_uppercase()), parent), Wave::Parent);
+        assert_eq!(
+            Wave::of(&put("/x/firewallPolicies/fwp-globojava-eastus"), parent),
+            Wave::Child
+        );
+        let rcg = Op::Rcg {
+            id: format!("{parent}/ruleCollectionGroups/rcg-platform"),
+            body: json!({}),
+        };
+        assert_eq!(Wave::of(&rcg, parent), Wave::Rcg);
+        let del_rcg = Op::Delete {
+            id: format!("{parent}/ruleCollectionGroups/rcg-old"),
+        };
+        assert_eq!(Wave::of(&del_rcg, parent), Wave::DeleteRcg);
+        let assoc = Op::Associate {
+            firewall_id: "/x/azureFirewalls/afw".into(),
+            policy_id: Some("/x/firewallPolicies/fwp-globojava-eastus".into()),
+        };
+        assert_eq!(Wave::of(&assoc, parent), Wave::Associate);
+        assert!(
+            !Wave::Parent.concurrent() && !Wave::Rcg.concurrent() && !Wave::DeleteRcg.concurrent()
+        );
+        assert!(Wave::Child.concurrent() && Wave::Associate.concurrent());
+    }
 
     fn intent() -> netstep::intent::Intent {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(INTENT);

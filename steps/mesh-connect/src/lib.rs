@@ -361,11 +361,19 @@ async fn reconcile(ctx: &StepContext, prune: bool, lock: Option<&LockGuard>) -> 
         )));
     }
 
-    for d in &cp.writes {
-        check_lock(lock)?;
-        info!(configuration = %d.name, id = %d.id, "writing connectivity configuration");
-        ctx.arm.put(&d.id, &d.body).await?;
-    }
+    // The configurations are independent of each other: written concurrently, bounded (the
+    // client's write bucket paces them).
+    netstep::concurrent::try_map_bounded(
+        &cp.writes,
+        netstep::concurrent::PARALLEL,
+        |d| async move {
+            check_lock(lock)?;
+            info!(configuration = %d.name, id = %d.id, "writing connectivity configuration");
+            ctx.arm.put(&d.id, &d.body).await?;
+            Ok::<_, Error>(())
+        },
+    )
+    .await?;
 
     let batches = avnm::batch_commits(&goal, &commits);
     let mut committed = Vec::new();

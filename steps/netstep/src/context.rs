@@ -412,9 +412,23 @@ fn build_arm_client(args: &CommonArgs) -> Result<ArmClient> {
     url::Url::parse(&args.arm_endpoint)
         .map_err(|e| Error::Usage(format!("--arm-endpoint {}: {e}", args.arm_endpoint)))?;
     let credential = Credential::from_env()?;
+    // `netstep/<version> <binary>`: ARM's logs (and armsim's, for the benchmark) tell the
+    // steps apart.
+    let binary = std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut b = ArmClient::builder()
         .endpoint(args.arm_endpoint.clone())
-        .credential(credential);
+        .credential(credential)
+        .user_agent(
+            format!("netstep/{} {binary}", env!("CARGO_PKG_VERSION"))
+                .trim_end()
+                .to_string(),
+        );
     if let Some(dir) = &args.record_traffic {
         b = b.record_traffic(dir.clone());
     }

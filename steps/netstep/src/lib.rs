@@ -18,6 +18,7 @@
 
 pub mod arm;
 pub mod avnm;
+pub mod concurrent;
 pub mod context;
 pub mod error;
 pub mod intent;

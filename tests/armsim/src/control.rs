@@ -173,6 +173,10 @@ pub struct LogEntry {
     pub op: String,
     pub status: u16,
     pub time: String,
+    /// When the request arrived (Unix epoch, milliseconds), before the simulated latency.
+    pub arrived_unix_ms: f64,
+    /// The client's User-Agent header (netstep sends `netstep/<version> <binary>`).
+    pub user_agent: String,
 }
 
 #[derive(Debug, Clone)]
@@ -353,7 +357,7 @@ impl Control {
         Value::Array(
             self.log
                 .iter()
-                .map(|e| json!({"seq": e.seq, "method": e.method, "path": e.path, "op": e.op, "status": e.status, "time": e.time}))
+                .map(|e| json!({"seq": e.seq, "method": e.method, "path": e.path, "op": e.op, "status": e.status, "time": e.time, "arrived_unix_ms": e.arrived_unix_ms, "user_agent": e.user_agent}))
                 .collect(),
         )
     }

@@ -245,6 +245,8 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
         let reply = world::control(&sim, &parts.method, &path, &query, &bytes);
         return to_response(reply);
     }
+    // Arrival time, before the simulated latency: benchmarks compare it with process spawn.
+    let arrived = OffsetDateTime::now_utc();
     let delay = {
         let mut g = sim.lock();
         let (base, jit) = (g.cfg.latency, g.cfg.jitter);
@@ -265,7 +267,15 @@ async fn handle(State(sim): State<Arc<Sim>>, req: Request) -> Response {
     }
     let (reply, kills) = {
         let mut g = sim.lock();
-        let reply = process(&mut g, &parts.method, &path, query, &parts.headers, &bytes);
+        let reply = process(
+            &mut g,
+            &parts.method,
+            &path,
+            query,
+            &parts.headers,
+            &bytes,
+            arrived,
+        );
         g.ctl.arm_requests += 1;
         let n = g.ctl.arm_requests;
         (reply, g.ctl.due_hooks(n))
@@ -384,6 +394,7 @@ fn process(
     query: Vec<(String, String)>,
     headers: &HeaderMap,
     bytes: &[u8],
+    arrived: OffsetDateTime,
 ) -> Reply {
     let now = Instant::now();
     let utc = OffsetDateTime::now_utc();
@@ -481,6 +492,12 @@ fn process(
         op: label,
         status: reply.status,
         time: core::rfc3339(utc),
+        arrived_unix_ms: (arrived.unix_timestamp_nanos() / 1_000) as f64 / 1_000.0,
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
     });
     if let Some(dir) = g.cfg.record_traffic.clone() {
         g.ctl.record_seq += 1;
