@@ -90,7 +90,9 @@ fn sha256(s: &str) -> String {
 impl Intent {
     /// Deterministic JSON of the whole intent (sorted keys, defaults filled).
     pub fn canonical_json(&self) -> String {
-        canonical_string(to_value(self.spec()))
+        self.canonical
+            .get_or_init(|| canonical_string(to_value(self.spec())))
+            .clone()
     }
 
     /// `sha256:<hex>` of [`Intent::canonical_json`].

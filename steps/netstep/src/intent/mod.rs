@@ -126,6 +126,9 @@ pub struct Intent {
     spec: IntentSpec,
     file: String,
     locs: Arc<HashMap<String, yaml::Pos>>,
+    /// The canonical JSON, computed once (the spec never changes after loading; a step asks
+    /// for the digest several times and a 1,260-VNet intent costs milliseconds each time).
+    canonical: std::sync::OnceLock<String>,
 }
 
 impl std::ops::Deref for Intent {
@@ -261,6 +264,7 @@ fn from_tree(file_name: &str, root: &yaml::Node) -> Result<Intent, IntentError> 
         spec,
         file: file_name.to_string(),
         locs: Arc::new(cx.locs),
+        canonical: std::sync::OnceLock::new(),
     };
     let diags = validate::validate(&intent);
     if diags.is_empty() {

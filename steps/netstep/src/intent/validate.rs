@@ -607,7 +607,7 @@ fn connectivity(v: &mut V<'_>, spec: &IntentSpec, vnets: &[VnetRef<'_>], groups:
         if group_ref(v, spec, "connectivity.mesh.group", &m.group)
             && let Some(g) = groups.iter().find(|g| g.name == m.group)
         {
-            let n = v.it.members_of(g).len() + external_members(g, vnets);
+            let n = Intent::members_in(g, vnets).count() + external_members(g, vnets);
             if n > connected_limit {
                 v.err(
                         "connectivity.mesh.group",
@@ -701,7 +701,7 @@ fn connectivity(v: &mut V<'_>, spec: &IntentSpec, vnets: &[VnetRef<'_>], groups:
                 let Some(dg) = groups.iter().find(|g| g.name == dname) else {
                     continue;
                 };
-                for m in v.it.members_of(dg) {
+                for m in Intent::members_in(dg, vnets) {
                     if Some(m.name) == hub.map(|h| h.name.as_str()) {
                         v.err(
                             &gp,
