@@ -1006,6 +1006,9 @@ impl ArmClient {
                     inner.throttle.observe(class, &resp.headers);
                     if resp.status.as_u16() == 429 {
                         bump(&c.throttled);
+                        inner.throttle.throttled(class);
+                    } else {
+                        inner.throttle.accepted(class);
                     }
                     if resp.status.is_success() {
                         return Ok(resp);

@@ -112,7 +112,16 @@ struct BucketState {
     /// waiters are served in arrival order without holding the lock while sleeping.
     tokens: f64,
     last: Instant,
+    /// Share of the configured refill rate in use (AIMD): halved on every 429 of this class —
+    /// another client (a parallel step of the same run, another pipeline) is spending the same
+    /// subscription budget — and recovered additively on every accepted request.
+    rate_factor: f64,
 }
+
+/// Lowest share of the refill rate the client falls to after repeated 429s.
+const MIN_RATE_FACTOR: f64 = 1.0 / 16.0;
+/// Share recovered per accepted request of the class (about 50 requests from half to full).
+const RATE_RECOVERY: f64 = 0.01;
 
 impl Bucket {
     fn new(cfg: BucketConfig) -> Self {
@@ -121,13 +130,14 @@ impl Bucket {
             state: Mutex::new(BucketState {
                 tokens: cfg.capacity,
                 last: Instant::now(),
+                rate_factor: 1.0,
             }),
         }
     }
 
     fn refill(&self, s: &mut BucketState, now: Instant) {
         let dt = now.saturating_duration_since(s.last).as_secs_f64();
-        s.tokens = (s.tokens + dt * self.cfg.refill_per_sec).min(self.cfg.capacity);
+        s.tokens = (s.tokens + dt * self.cfg.refill_per_sec * s.rate_factor).min(self.cfg.capacity);
         s.last = now;
     }
 
@@ -136,11 +146,37 @@ impl Bucket {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.refill(&mut s, Instant::now());
         s.tokens -= 1.0;
-        if s.tokens >= 0.0 || self.cfg.refill_per_sec <= 0.0 {
+        let rate = self.cfg.refill_per_sec * s.rate_factor;
+        if s.tokens >= 0.0 || rate <= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-s.tokens / self.cfg.refill_per_sec)
+            Duration::from_secs_f64(-s.tokens / rate)
         }
+    }
+
+    /// ARM answered 429: the budget is shared with someone else; halve the rate and give up
+    /// whatever burst the bucket still believes it has.
+    fn throttled(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.refill(&mut s, Instant::now());
+        s.rate_factor = (s.rate_factor / 2.0).max(MIN_RATE_FACTOR);
+        s.tokens = s.tokens.min(0.0);
+    }
+
+    /// ARM accepted a request: recover some of the rate.
+    fn accepted(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.rate_factor < 1.0 {
+            self.refill(&mut s, Instant::now());
+            s.rate_factor = (s.rate_factor + RATE_RECOVERY).min(1.0);
+        }
+    }
+
+    fn rate_factor(&self) -> f64 {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rate_factor
     }
 
     /// ARM said only `remaining` requests are left: never believe we hold more.
@@ -203,6 +239,26 @@ impl Throttle {
             tokio::time::sleep(wait).await;
         }
         wait
+    }
+
+    /// ARM answered 429 for `class`: slow down (multiplicative decrease of the refill rate, the
+    /// burst forfeited). Retry-After still decides when the rejected request is resent.
+    pub fn throttled(&self, class: OpClass) {
+        if self.enabled {
+            self.bucket(class).throttled();
+        }
+    }
+
+    /// ARM accepted a request of `class` (any non-429 answer): additive recovery of the rate.
+    pub fn accepted(&self, class: OpClass) {
+        if self.enabled {
+            self.bucket(class).accepted();
+        }
+    }
+
+    /// Share of the configured refill rate `class` currently uses (1.0 until a 429).
+    pub fn rate_factor(&self, class: OpClass) -> f64 {
+        self.bucket(class).rate_factor()
     }
 
     /// Tokens currently available in the bucket of `class` (negative when waiters queue).
@@ -272,6 +328,35 @@ mod tests {
         assert_eq!(t.acquire(OpClass::Write).await, Duration::ZERO);
         assert_eq!(t.acquire(OpClass::Write).await, Duration::ZERO);
         assert_eq!(t.acquire(OpClass::Write).await, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_rate_and_accepted_requests_restore_it() {
+        let t = Throttle::new(small());
+        let start = Instant::now();
+        // Reads: 3 burst, 1/s. A 429 forfeits the burst and halves the rate to 0.5/s.
+        t.throttled(OpClass::Read);
+        assert_eq!(t.rate_factor(OpClass::Read), 0.5);
+        t.acquire(OpClass::Read).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        t.acquire(OpClass::Read).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(4));
+        // Repeated 429s bottom out at 1/16 of the rate.
+        for _ in 0..10 {
+            t.throttled(OpClass::Read);
+        }
+        assert_eq!(t.rate_factor(OpClass::Read), MIN_RATE_FACTOR);
+        // Other classes are unaffected.
+        assert_eq!(t.rate_factor(OpClass::Write), 1.0);
+        // Additive recovery back to the full rate, never beyond.
+        for _ in 0..200 {
+            t.accepted(OpClass::Read);
+        }
+        assert_eq!(t.rate_factor(OpClass::Read), 1.0);
+        // Disabled throttles ignore 429s.
+        let off = Throttle::new(ThrottleConfig::disabled());
+        off.throttled(OpClass::Read);
+        assert_eq!(off.rate_factor(OpClass::Read), 1.0);
     }
 
     #[tokio::test(start_paused = true)]
