@@ -240,6 +240,20 @@ impl Inner {
     /// Starts an `Azure-AsyncOperation` LRO; returns (op id, header URL).
     pub fn async_op(&mut self, req: &Req, sub: &str, location: &str, api: Api) -> (String, String) {
         let delay = self.lro_delay(req);
+        self.async_op_after(req, sub, location, api, delay)
+    }
+
+    /// [`Inner::async_op`] for an operation that takes `delay` (a resource whose provisioning
+    /// takes longer than the simulator's usual LRO delay, e.g. a firewall): the operation ends
+    /// when the resource's provisioning does, as in Azure.
+    pub fn async_op_after(
+        &mut self,
+        req: &Req,
+        sub: &str,
+        location: &str,
+        api: Api,
+        delay: Duration,
+    ) -> (String, String) {
         let id = self.new_op(req, 200, delay);
         let url = match api {
             Api::PrivateDns => format!(

@@ -960,6 +960,15 @@ fn put(
     };
     let r = g.store.get(id).expect("stored");
     let body = render(g, r, req.now);
+    if kind == Kind::Firewall {
+        // The operation completes when the firewall's provisioning does.
+        let delay = prov.until.map_or(std::time::Duration::ZERO, |t| {
+            t.saturating_duration_since(req.now)
+        });
+        let sub = req.path.split('/').nth(2).unwrap_or("").to_string();
+        let (_, url) = g.async_op_after(req, &sub, &loc, Api::Network, delay);
+        return Reply::status(status, body).header("Azure-AsyncOperation", url);
+    }
     lro_reply(g, req, status, body, &loc)
 }
 
