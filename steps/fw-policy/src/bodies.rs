@@ -17,6 +17,7 @@ use netstep::intent::{
     RuleCollectionGroup,
 };
 use netstep::plan::FieldChange;
+pub use netstep::resources::{FIREWALL_READ_ONLY, without_read_only};
 use serde_json::{Map, Value, json};
 
 /// `PUT firewallPolicies/{p}/ruleCollectionGroups/{rcg}` for one intent group.
@@ -259,62 +260,6 @@ pub fn rcg_create_fields(body: &Value) -> Vec<FieldChange> {
     out
 }
 
-/// Deletes the member at a dotted path where `[]` walks every array item.
-fn strip_path(v: &mut Value, path: &[&str]) {
-    let Some((head, rest)) = path.split_first() else {
-        return;
-    };
-    if let Some(key) = head.strip_suffix("[]") {
-        if let Some(Value::Array(items)) = v.get_mut(key) {
-            for it in items {
-                strip_path(it, rest);
-            }
-        }
-        return;
-    }
-    match (rest.is_empty(), v) {
-        (true, Value::Object(m)) => {
-            m.remove(*head);
-        }
-        (false, Value::Object(m)) => {
-            if let Some(child) = m.get_mut(*head) {
-                strip_path(child, rest);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Members of `AzureFirewall` (and its `Resource` envelope) that firewall.json marks
-/// `readOnly`, plus `systemData`, which is not part of the 2026-07-01 model. Dropping them is
-/// needed: a PUT that echoes the GET verbatim fails Microsoft's validator (`check-traffic`
-/// reported `READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST` for `$.name`, `$.type`, `$.etag` and
-/// `$.properties.ipConfigurations[0].{etag,type,properties.privateIPAddress}` on such a
-/// recorded request); the Network RP itself ignores them. Everything else is sent as read.
-pub const FIREWALL_READ_ONLY: &[&str] = &[
-    "name",
-    "type",
-    "etag",
-    "systemData",
-    "properties.provisioningState",
-    "properties.ipGroups",
-    "properties.afcConfiguration",
-    "properties.ipConfigurations[].etag",
-    "properties.ipConfigurations[].type",
-    "properties.ipConfigurations[].properties.privateIPAddress",
-    "properties.ipConfigurations[].properties.provisioningState",
-    "properties.managementIpConfiguration.etag",
-    "properties.managementIpConfiguration.type",
-    "properties.managementIpConfiguration.properties.privateIPAddress",
-    "properties.managementIpConfiguration.properties.provisioningState",
-    "properties.applicationRuleCollections[].etag",
-    "properties.applicationRuleCollections[].properties.provisioningState",
-    "properties.natRuleCollections[].etag",
-    "properties.natRuleCollections[].properties.provisioningState",
-    "properties.networkRuleCollections[].etag",
-    "properties.networkRuleCollections[].properties.provisioningState",
-];
-
 /// Members of `FirewallPolicy` that firewallPolicy.json marks `readOnly` (plus `systemData`).
 pub const POLICY_READ_ONLY: &[&str] = &[
     "name",
@@ -331,16 +276,6 @@ pub const POLICY_READ_ONLY: &[&str] = &[
     "identity.principalId",
     "identity.tenantId",
 ];
-
-/// A copy of `read` without the members listed in `read_only`.
-pub fn without_read_only(read: &Value, read_only: &[&str]) -> Value {
-    let mut v = read.clone();
-    for p in read_only {
-        let parts: Vec<&str> = p.split('.').collect();
-        strip_path(&mut v, &parts);
-    }
-    v
-}
 
 /// The firewall as read, with `properties.firewallPolicy` set to `policy_id` (or removed when
 /// `None`); every other writable member is kept exactly as read.

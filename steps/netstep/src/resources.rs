@@ -431,6 +431,72 @@ pub fn dns_a_record(ttl: u32, ipv4: &[String]) -> Value {
     json!({"properties": {"ttl": ttl, "aRecords": records, "metadata": {MANAGED_TAG.0: MANAGED_TAG.1}}})
 }
 
+/// Members of `AzureFirewall` (and its `Resource` envelope) that firewall.json marks
+/// `readOnly`, plus `systemData`, which is not part of the 2026-07-01 model. Dropping them is
+/// needed: a PUT that echoes the GET verbatim fails Microsoft's validator (`check-traffic`
+/// reported `READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST` for `$.name`, `$.type`, `$.etag` and
+/// `$.properties.ipConfigurations[0].{etag,type,properties.privateIPAddress}` on such a
+/// recorded request); the Network RP itself ignores them. Everything else is sent as read.
+pub const FIREWALL_READ_ONLY: &[&str] = &[
+    "name",
+    "type",
+    "etag",
+    "systemData",
+    "properties.provisioningState",
+    "properties.ipGroups",
+    "properties.afcConfiguration",
+    "properties.ipConfigurations[].etag",
+    "properties.ipConfigurations[].type",
+    "properties.ipConfigurations[].properties.privateIPAddress",
+    "properties.ipConfigurations[].properties.provisioningState",
+    "properties.managementIpConfiguration.etag",
+    "properties.managementIpConfiguration.type",
+    "properties.managementIpConfiguration.properties.privateIPAddress",
+    "properties.managementIpConfiguration.properties.provisioningState",
+    "properties.applicationRuleCollections[].etag",
+    "properties.applicationRuleCollections[].properties.provisioningState",
+    "properties.natRuleCollections[].etag",
+    "properties.natRuleCollections[].properties.provisioningState",
+    "properties.networkRuleCollections[].etag",
+    "properties.networkRuleCollections[].properties.provisioningState",
+];
+
+/// A copy of `read` without the members listed in `read_only`.
+pub fn without_read_only(read: &Value, read_only: &[&str]) -> Value {
+    let mut v = read.clone();
+    for p in read_only {
+        let parts: Vec<&str> = p.split('.').collect();
+        strip_path(&mut v, &parts);
+    }
+    v
+}
+
+/// Deletes the member at a dotted path where `[]` walks every array item.
+fn strip_path(v: &mut Value, path: &[&str]) {
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
+    if let Some(key) = head.strip_suffix("[]") {
+        if let Some(Value::Array(items)) = v.get_mut(key) {
+            for it in items {
+                strip_path(it, rest);
+            }
+        }
+        return;
+    }
+    match (rest.is_empty(), v) {
+        (true, Value::Object(m)) => {
+            m.remove(*head);
+        }
+        (false, Value::Object(m)) => {
+            if let Some(child) = m.get_mut(*head) {
+                strip_path(child, rest);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use netstep::resources::MANAGED_TAG;
+use netstep::resources::{FIREWALL_READ_ONLY, MANAGED_TAG, without_read_only as without};
 use serde_json::{Map, Value, json};
 
 /// Members of `VirtualNetwork` (and its envelope) that virtualNetwork.json marks `readOnly`,
@@ -55,61 +55,6 @@ pub const PEERING_SERVER_STATE: &[&str] = &[
     "properties.remoteVirtualNetworkAddressSpace",
     "properties.remoteBgpCommunities",
 ];
-
-/// Members of `AzureFirewall` that firewall.json marks `readOnly` (same list as fw-policy's).
-pub const FIREWALL_READ_ONLY: &[&str] = &[
-    "name",
-    "type",
-    "etag",
-    "systemData",
-    "properties.provisioningState",
-    "properties.ipGroups",
-    "properties.afcConfiguration",
-    "properties.ipConfigurations[].etag",
-    "properties.ipConfigurations[].type",
-    "properties.ipConfigurations[].properties.privateIPAddress",
-    "properties.ipConfigurations[].properties.provisioningState",
-    "properties.managementIpConfiguration.etag",
-    "properties.managementIpConfiguration.type",
-    "properties.managementIpConfiguration.properties.privateIPAddress",
-    "properties.managementIpConfiguration.properties.provisioningState",
-    "properties.applicationRuleCollections[].etag",
-    "properties.applicationRuleCollections[].properties.provisioningState",
-    "properties.natRuleCollections[].etag",
-    "properties.natRuleCollections[].properties.provisioningState",
-    "properties.networkRuleCollections[].etag",
-    "properties.networkRuleCollections[].properties.provisioningState",
-];
-
-/// A copy of `read` without the members listed in `read_only` (`a.b[].c` walks arrays).
-pub fn without(read: &Value, read_only: &[&str]) -> Value {
-    let mut v = read.clone();
-    for p in read_only {
-        let parts: Vec<&str> = p.split('.').collect();
-        strip_path(&mut v, &parts);
-    }
-    v
-}
-
-fn strip_path(v: &mut Value, parts: &[&str]) {
-    let Some((head, rest)) = parts.split_first() else {
-        return;
-    };
-    let Value::Object(m) = v else {
-        return;
-    };
-    if let Some(key) = head.strip_suffix("[]") {
-        if let Some(Value::Array(items)) = m.get_mut(key) {
-            for item in items {
-                strip_path(item, rest);
-            }
-        }
-    } else if rest.is_empty() {
-        m.remove(*head);
-    } else if let Some(child) = m.get_mut(*head) {
-        strip_path(child, rest);
-    }
-}
 
 /// The tags of a managed resource: the current ones (foreign tags kept), the intent's, and the
 /// ownership tag.
