@@ -74,16 +74,7 @@ impl Vnet {
                         .collect()
                 })
                 .unwrap_or_default(),
-            prefixes: v
-                .pointer("/properties/addressSpace/addressPrefixes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            prefixes: strings_at(v, "/properties/addressSpace/addressPrefixes"),
             subnets: v
                 .pointer("/properties/subnets")
                 .and_then(Value::as_array)
@@ -102,16 +93,7 @@ impl Vnet {
                         .collect()
                 })
                 .unwrap_or_default(),
-            dns_servers: v
-                .pointer("/properties/dhcpOptions/dnsServers")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            dns_servers: strings_at(v, "/properties/dhcpOptions/dnsServers"),
             stale_peerings: v
                 .pointer("/properties/virtualNetworkPeerings")
                 .and_then(Value::as_array)
@@ -233,4 +215,17 @@ pub fn observed_groups(e: &Effective) -> BTreeSet<String> {
     take(&e.connectivity, "configurationGroups");
     take(&e.security, "ruleGroups");
     out
+}
+
+/// The strings of the JSON array at `pointer` (empty when absent).
+fn strings_at(v: &Value, pointer: &str) -> Vec<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
